@@ -1,0 +1,28 @@
+# Every dependency comes from Debian's packages, found through CMake config
+# files or pkg-config; libspf2 ships neither, so it is found by hand.
+find_package(PkgConfig REQUIRED)
+
+find_package(Boost 1.81 REQUIRED CONFIG)
+find_package(OpenSSL REQUIRED)
+find_package(fmt REQUIRED CONFIG)
+find_package(spdlog REQUIRED CONFIG)
+find_package(tomlplusplus REQUIRED CONFIG)
+find_package(CLI11 REQUIRED CONFIG)
+find_package(nlohmann_json 3.10 REQUIRED CONFIG)
+
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+pkg_check_modules(GMIME REQUIRED IMPORTED_TARGET gmime-3.0)
+pkg_check_modules(OPENDKIM REQUIRED IMPORTED_TARGET opendkim)
+pkg_check_modules(UNBOUND REQUIRED IMPORTED_TARGET libunbound)
+pkg_check_modules(MILTER REQUIRED IMPORTED_TARGET milter)
+
+find_path(SPF2_INCLUDE_DIR spf2/spf.h REQUIRED)
+find_library(SPF2_LIBRARY spf2 REQUIRED)
+add_library(smtpgate::spf2 UNKNOWN IMPORTED)
+set_target_properties(smtpgate::spf2 PROPERTIES
+  IMPORTED_LOCATION "${SPF2_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${SPF2_INCLUDE_DIR}")
+
+if(SMTPGATE_TESTS)
+  find_package(Catch2 2 REQUIRED CONFIG)
+endif()

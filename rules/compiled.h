@@ -1,0 +1,33 @@
+#pragma once
+/// The compiled form of a RuleSet (internal to rules/): per-stage rule
+/// indexes, the fields each stage reads, and the RE2::Set per (stage, field).
+
+#include <re2/set.h>
+
+#include <array>
+#include <memory>
+#include <vector>
+
+#include "rules/rule_set.h"
+
+namespace smtpgate::rules {
+
+/// One RE2::Set per (stage, field): every regex leaf on that field at that
+/// stage contributes its patterns; `atomOf[i]` maps the set's pattern i back
+/// to the leaf ("atom") it belongs to.
+struct RegexGroup {
+  Stage stage = Stage::Connect;
+  FieldRef field;
+  std::unique_ptr<RE2::Set> set;
+  std::vector<std::size_t> atomOf;
+  std::size_t atoms = 0;
+};
+
+struct RuleSet::Compiled {
+  std::array<std::vector<std::size_t>, kAllStages.size()> rulesByStage;
+  std::array<std::vector<FieldRef>, kAllStages.size()> fieldsByStage;
+  std::vector<RegexGroup> groups;
+  std::vector<bool> readsField;
+};
+
+}  // namespace smtpgate::rules
