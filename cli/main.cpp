@@ -1,1 +1,22 @@
-int main() { return 0; }
+// smtpgate: one executable, one subcommand per job (DESIGN.md "One executable").
+#include <CLI/CLI.hpp>
+
+#include "cli/check_command.h"
+#include "cli/exit_codes.h"
+#include "cli/lint_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"smtpgate: a spam-filtering gate for Postfix (SMTP proxy and milter)"};
+  app.set_version_flag("--version", std::string("smtpgate ") + SMTPGATE_VERSION);
+  app.require_subcommand(1);
+  int exitCode = smtpgate::cli::kExitAccept;
+  smtpgate::cli::addLintCommand(app, exitCode);
+  smtpgate::cli::addCheckCommand(app, exitCode);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : smtpgate::cli::kExitUsage;
+  }
+  return exitCode;
+}

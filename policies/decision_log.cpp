@@ -170,7 +170,7 @@ std::string formatRfc3339Millis(std::chrono::system_clock::time_point time) {
   if (gmtime_r(&t, &tm) == nullptr) {
     return "1970-01-01T00:00:00.000Z";  // out of range for struct tm; cannot happen for real clocks
   }
-  char buf[40];
+  char buf[96];  // ample for any int fields; the format is 24 bytes for real dates
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
   return buf;

@@ -1,0 +1,66 @@
+#include "cli/lint_command.h"
+
+#include <fmt/core.h>
+
+#include "cli/exit_codes.h"
+#include "cli/loaded_config.h"
+#include "policies/list_builder.h"
+
+namespace smtpgate::cli {
+
+namespace {
+
+struct LintOptions {
+  std::string config;
+  std::vector<std::string> ruleFiles;
+};
+
+std::string stageCounts(const rules::RuleSet& set) {
+  std::string out;
+  for (rules::Stage s : rules::kAllStages) {
+    out += fmt::format("{}{} {}", out.empty() ? "" : ", ", set.ruleCount(s), rules::toString(s));
+  }
+  return out;
+}
+
+int runLint(const LintOptions& options) {
+  rules::Diagnostics diags;
+  rules::RuleSetPtr set;
+  std::string subject;
+  if (!options.ruleFiles.empty()) {
+    // Lint rule files directly, without a config (handy in an editor or a hook).
+    policies::StandardListBuilder lists;
+    set = rules::RuleSet::load(options.ruleFiles, lists, diags);
+    subject = fmt::format("{} rule file(s)", options.ruleFiles.size());
+  } else {
+    auto loaded = loadConfigAndRules(options.config, diags);
+    subject = loaded ? loaded->config.source : options.config;
+    set = loaded ? loaded->rules : nullptr;
+  }
+  printDiagnostics(diags);
+  std::size_t warnings = diags.items().size() - diags.errorCount();
+  if (diags.hasErrors() || !set) {
+    fmt::print(stderr, "lint: {}: {} error(s), {} warning(s)\n", subject, diags.errorCount(),
+               warnings);
+    return kExitReject;
+  }
+  fmt::print("lint: {}: OK, {} rules ({}), {} thresholds, {} files, ruleset {}{}\n", subject,
+             set->rules().size(), stageCounts(*set), set->thresholds().size(),
+             set->files().size(), set->hash(),
+             warnings ? fmt::format(", {} warning(s)", warnings) : "");
+  return kExitAccept;
+}
+
+}  // namespace
+
+void addLintCommand(CLI::App& app, int& exitCode) {
+  auto options = std::make_shared<LintOptions>();
+  CLI::App* cmd = app.add_subcommand("lint", "Check the config, rule files and list files");
+  cmd->add_option("-c,--config", options->config,
+                  "Config file (default: /etc/smtpgate/smtpgate.toml, else the embedded default)");
+  cmd->add_option("rules", options->ruleFiles,
+                  "Rule files to lint instead of the config's [rules] files");
+  cmd->callback([options, &exitCode] { exitCode = runLint(*options); });
+}
+
+}  // namespace smtpgate::cli

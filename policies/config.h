@@ -1,0 +1,165 @@
+#pragma once
+/// Config — smtpgate.toml: parsing, checking, defaults, rule file globs.
+///
+/// `parseConfig()` turns TOML text into a `Config`, checking every section and
+/// key against one table of known keys. It reports ALL problems of a file, each
+/// as `file:line:col: error: message` with the source line for a caret:
+/// unknown sections and keys (with the list of known ones, against typos),
+/// wrong value types, bad sizes and durations, bad addresses, and settings
+/// that need each other (`tls_certificate` without `tls_key`). A TOML syntax
+/// error stops the parse at that point, so it is reported alone. The result is
+/// nullopt if there was any error; warnings do not fail a load.
+///
+/// Path resolution: relative paths in `rules.files` and `log.decisions`
+/// resolve against the directory of the config file (for the embedded default
+/// and a relative config path: the current directory at load time). The
+/// stored paths are absolute, so a later chdir() changes nothing. The entries
+/// of `rules.files` are glob(3) patterns: when the base directory contains
+/// glob characters they are escaped with backslashes; `expandRuleFiles()`
+/// turns the patterns into files.
+///
+/// Address syntax (one parser each, shared by the proxy, milter and CLI):
+///   listen, metrics   HOST:PORT or [IPV6]:PORT, port 1-65535
+///   backend           HOST:PORT, smtp:HOST:PORT, or lmtp:/absolute/path.sock
+///   milter socket     inet:PORT@HOST, inet6:PORT@HOST, unix:/absolute/path
+///   dns servers       IP or IP:PORT or [IPV6]:PORT (an address, not a name)
+/// HOST is an IPv4 address, a bracketed IPv6 address, or a DNS name.
+///
+/// Thread-safety: all functions are reentrant; none keeps state. A `Config`
+/// is a plain value, built once at startup or reload and then read-only.
+///
+/// Limits: the file is read whole; there is no size limit beyond memory, as
+/// the admin, not the network, writes it.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rules/diagnostic.h"
+
+namespace smtpgate::policies {
+
+enum class RulesMode { Enforce, DryRun };
+
+/// Where a config value was written, for problems found after parsing (a rule
+/// file that doesn't exist), so they too point at `file:line:col`.
+struct ValueOrigin {
+  rules::SourceLocation where;
+  std::string sourceLine;
+};
+
+struct ProxyConfig {
+  std::vector<std::string> listen{"127.0.0.1:2525"};
+  std::string backend{"127.0.0.1:25"};
+  bool xclient = true;
+  std::string hostname;  ///< default: gethostname()
+  std::uint64_t maxMessageSize = 50ull << 20;
+  std::string tlsCertificate, tlsKey;
+};
+
+struct MilterConfig {
+  std::string socket{"inet:8891@127.0.0.1"};
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;  ///< empty: /etc/resolv.conf
+  std::chrono::milliseconds timeout{5000};
+};
+
+struct RulesConfig {
+  std::vector<std::string> files;  ///< absolute glob(3) patterns, in file order
+  RulesMode mode = RulesMode::Enforce;
+  std::vector<ValueOrigin> filesOrigin;  ///< parallel to `files` when parsed; may be empty
+};
+
+struct LogConfig {
+  std::string decisions{"smtpgate-decisions.jsonl"};  ///< absolute after parsing
+};
+
+struct MetricsConfig {
+  std::string listen;  ///< empty: no metrics endpoint
+};
+
+struct Config {
+  ProxyConfig proxy;
+  MilterConfig milter;
+  DnsConfig dns;
+  RulesConfig rules;
+  LogConfig log;
+  MetricsConfig metrics;
+  std::string source;  ///< path of the file, or kEmbeddedConfigName
+};
+
+/// `Config::source` and diagnostics file name of the embedded default.
+inline constexpr std::string_view kEmbeddedConfigName = "(embedded default)";
+/// The config used when no -c is given, if it exists.
+inline constexpr std::string_view kSystemConfigPath = "/etc/smtpgate/smtpgate.toml";
+
+/// Parses TOML text; `sourceName` is used in diagnostics and to resolve
+/// relative paths (relative to its directory; for kEmbeddedConfigName, the
+/// current directory). Nullopt if any error was reported into `diags`.
+std::optional<Config> parseConfig(std::string_view text, const std::string& sourceName,
+                                  rules::Diagnostics& diags);
+
+/// Reads and parses `path`. A missing or unreadable file is one clear error.
+std::optional<Config> loadConfig(const std::string& path, rules::Diagnostics& diags);
+
+/// The TOML text of the embedded default: listen 127.0.0.1:2525, backend
+/// 127.0.0.1:25, no rule files, log "smtpgate-decisions.jsonl" in the current
+/// directory.
+std::string_view embeddedDefaultConfig();
+
+/// The config an admin gets with no -c: `systemPath` if it exists, else the
+/// embedded default. (The parameter exists for tests.)
+std::optional<Config> loadDefaultConfig(
+    rules::Diagnostics& diags, const std::string& systemPath = std::string(kSystemConfigPath));
+
+/// Expands the `rules.files` patterns with glob(3): matches of one pattern
+/// sorted bytewise, patterns in order, a file matched twice kept once. A
+/// literal path (no * ? [) that doesn't exist or is a directory is an error;
+/// a glob matching nothing is a warning.
+std::vector<std::string> expandRuleFiles(const Config& config, rules::Diagnostics& diags);
+
+/// "50M", "512K", "1G", "2T", "1000": bytes with binary multiples (K = 1024),
+/// suffix case-insensitive. Nullopt on bad syntax or overflow.
+std::optional<std::uint64_t> parseSize(std::string_view text);
+
+/// "300ms", "5s", "2m", "1h", "1d": one number and one unit. A bare number is
+/// rejected (seconds or milliseconds? the admin must say). Nullopt on bad
+/// syntax or overflow.
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
+
+/// HOST:PORT with the host unbracketed (an IPv6 address without [ ]).
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+/// Parses HOST:PORT or [IPV6]:PORT, port 1-65535. On failure sets `error` to a
+/// short reason (without the input) and returns nullopt.
+std::optional<HostPort> parseHostPort(std::string_view text, std::string& error);
+
+struct BackendAddress {
+  enum class Protocol { Smtp, Lmtp };
+  Protocol protocol = Protocol::Smtp;
+  HostPort tcp;          ///< set for SMTP
+  std::string unixPath;  ///< set for LMTP (always a unix socket)
+};
+
+/// Parses `HOST:PORT`, `smtp:HOST:PORT` or `lmtp:/path.sock`.
+std::optional<BackendAddress> parseBackendAddress(std::string_view text, std::string& error);
+
+struct MilterSocket {
+  enum class Family { Inet, Inet6, Unix };
+  Family family = Family::Inet;
+  HostPort tcp;          ///< for Inet and Inet6
+  std::string unixPath;  ///< for Unix
+};
+
+/// Parses libmilter's `inet:PORT@HOST`, `inet6:PORT@HOST` or `unix:/path`.
+std::optional<MilterSocket> parseMilterSocket(std::string_view text, std::string& error);
+
+}  // namespace smtpgate::policies

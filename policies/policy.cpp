@@ -1,0 +1,346 @@
+#include "policies/policy.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <random>
+
+namespace smtpgate::policies {
+
+namespace {
+
+using rules::FactValue;
+using rules::FieldId;
+using rules::Unavailable;
+
+/// Why a DNS-based fact has no value in this build (shown by check and the log).
+const Unavailable kNoResolver{"needs DNS; no resolver in this build yet"};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+/// The domain of an address ("a@Example.COM" -> "example.com"), empty if none.
+std::string domainOf(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string() : lower(address.substr(at + 1));
+}
+
+std::string formatScore(double score) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", score);
+  return buf;
+}
+
+}  // namespace
+
+std::string newSessionId() {
+  thread_local std::mt19937 gen{std::random_device{}()};
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08X", static_cast<unsigned>(gen()));
+  return buf;
+}
+
+Policy::Policy(rules::RuleSetPtr rules, std::string sessionId, PolicyOptions options)
+    : rules_(std::move(rules)), options_(std::move(options)) {
+  session_.id = std::move(sessionId);
+}
+
+Policy::~Policy() = default;
+
+bool Policy::needsMessage() const {
+  return rules_->reads(FieldId::Header) || rules_->reads(FieldId::Body) ||
+         rules_->reads(FieldId::RawBody) || rules_->reads(FieldId::Size);
+}
+
+Verdict Policy::onConnect(const ConnectInfo& client) {
+  session_.client = client;
+  session_.connected = true;
+  return evaluate(Stage::Connect, {});
+}
+
+Verdict Policy::onHelo(std::string_view helo, const TlsInfo& tls) {
+  session_.helo = std::string(helo);
+  session_.heloSeen = true;
+  session_.tls = tls;
+  return evaluate(Stage::Helo, skipReasonFor(Stage::Helo));
+}
+
+Verdict Policy::onMail(std::string_view sender, double mailSize) {
+  tx_ = std::make_unique<Transaction>();
+  tx_->sender = std::string(sender);
+  lastSender_ = tx_->sender;
+  tx_->mailSize = mailSize;
+  Verdict v = evaluate(Stage::Mail, skipReasonFor(Stage::Mail), tx_->sender);
+  if (v.refuses()) {
+    tx_.reset();  // a rejected MAIL starts no transaction
+  } else if (v.action == Action::Accept) {
+    tx_->acceptedByRule = true;
+  }
+  return v;
+}
+
+Verdict Policy::onRcpt(std::string_view rcpt) {
+  if (!tx_) {
+    tx_ = std::make_unique<Transaction>();  // a frontend that skipped MAIL: be forgiving
+  }
+  tx_->currentRcpt = std::string(rcpt);
+  lastRcpt_ = tx_->currentRcpt;
+  Verdict v = evaluate(Stage::Rcpt, skipReasonFor(Stage::Rcpt), tx_->currentRcpt);
+  if (!v.refuses()) {
+    tx_->rcpts.push_back(tx_->currentRcpt);
+    tx_->rcptsAcceptedByRule += v.action == Action::Accept ? 1 : 0;
+  }
+  tx_->currentRcpt.clear();
+  return v;
+}
+
+Verdict Policy::onEndOfData(std::string_view rawMessage) {
+  if (!tx_) {
+    tx_ = std::make_unique<Transaction>();
+  }
+  std::string_view skip = skipReasonFor(Stage::Data);
+  if (skip.empty() && needsMessage()) {
+    tx_->message = std::make_unique<Message>(Message::parse(rawMessage));
+  }
+  return evaluate(Stage::Data, skip);
+}
+
+void Policy::onReset() { tx_.reset(); }
+
+std::string_view Policy::skipReasonFor(Stage stage) const {
+  if (session_.acceptedByRule) {
+    return "a rule accepted this session earlier";
+  }
+  if (stage >= Stage::Rcpt && tx_ && tx_->acceptedByRule) {
+    return "a rule accepted this transaction at mail";
+  }
+  if (stage == Stage::Data && tx_ && !tx_->rcpts.empty() &&
+      tx_->rcptsAcceptedByRule == tx_->rcpts.size()) {
+    return "a rule accepted every recipient at rcpt";
+  }
+  return {};
+}
+
+Verdict Policy::evaluate(Stage stage, std::string_view skipReason, std::string subject) {
+  StageReport report;
+  report.stage = stage;
+  report.subject = std::move(subject);
+  Verdict v;
+  if (!skipReason.empty()) {
+    report.skipped = std::string(skipReason);
+    v.stage = stage;
+    v.score = tx_ ? tx_->score : 0;
+  } else {
+    factCache_.clear();
+    rules::StageOutcome outcome =
+        rules_->evaluate(stage, *this, reports_ ? &report.rules : nullptr);
+    if (reports_ != nullptr) {
+      for (const auto& field : rules_->fieldsReadAt(stage)) {
+        report.facts.emplace_back(field.display(), rules::describe(fact(field)));
+      }
+    }
+    v = decide(stage, outcome, &report);
+    factCache_.clear();
+  }
+  if (stage == Stage::Connect || stage == Stage::Helo) {
+    session_.acceptedByRule = session_.acceptedByRule || v.action == Action::Accept;
+  }
+  if (reports_ != nullptr) {
+    report.verdict = v;
+    reports_->push_back(std::move(report));
+  }
+  return v;
+}
+
+Verdict Policy::decide(Stage stage, const rules::StageOutcome& outcome, StageReport* report) {
+  if (tx_ && !outcome.scoreRules.empty()) {
+    tx_->score += outcome.scoreAdded;
+    for (const auto* r : outcome.scoreRules) {
+      tx_->scoreRules.push_back(r->id);
+    }
+  }
+  report->scoreRules = outcome.scoreRules;
+  Verdict v;
+  v.stage = stage;
+  if (const rules::Rule* rule = outcome.decisive) {
+    if (rule->action == rules::RuleAction::Accept) {
+      v.action = Action::Accept;
+      v.ruleId = rule->id;
+      v.ruleWhere = rule->whereShort();
+    } else {
+      v = refusal(stage, rule->action, rule->reply ? &*rule->reply : nullptr, rule->id,
+                  rule->whereShort());
+    }
+  } else if (stage == Stage::Data && tx_) {
+    if (const rules::Threshold* t = rules_->thresholdFor(tx_->score)) {
+      std::string where = t->where.file + ':' + std::to_string(t->where.line);
+      report->threshold = std::string(rules::toString(t->action)) + " at " +
+                          formatScore(t->at) + " (" + where + ")";
+      v = refusal(stage, t->action, t->reply ? &*t->reply : nullptr,
+                  "threshold-" + std::string(rules::toString(t->action)), where);
+    }
+  }
+  if (!v.refuses() && !outcome.monitored.empty() && !v.wouldBe) {
+    const rules::Rule* m = outcome.monitored.front();
+    v = refusal(stage, m->action, m->reply ? &*m->reply : nullptr, m->id, m->whereShort());
+    v.wouldBe = v.action;
+    v.action = Action::Continue;
+    v.disconnect = false;
+  }
+  if (options_.dryRun && v.refuses()) {
+    v.wouldBe = v.action;
+    v.action = Action::Continue;
+    v.disconnect = false;
+  }
+  v.score = tx_ ? tx_->score : 0;
+  return v;
+}
+
+Verdict Policy::refusal(Stage stage, rules::RuleAction action, const rules::ReplyTemplate* reply,
+                        std::string ruleId, std::string ruleWhere) const {
+  Verdict v;
+  v.stage = stage;
+  v.action = action == rules::RuleAction::Reject ? Action::Reject : Action::Tempfail;
+  v.ruleId = std::move(ruleId);
+  v.ruleWhere = std::move(ruleWhere);
+  v.disconnect = stage == Stage::Connect;
+  rules::ReplyTemplate fallback = Reply::defaultFor(v.action, stage);
+  const rules::ReplyTemplate& t = reply ? *reply : fallback;
+  rules::ReplyVariables vars{session_.client.ip.toString(),
+                             tx_ ? tx_->sender : std::string(),
+                             tx_ ? tx_->currentRcpt : std::string(),
+                             v.ruleId,
+                             formatScore(tx_ ? tx_->score : 0),
+                             session_.id};
+  v.reply = Reply{t.code(), t.enhanced(), t.expandText(vars)};
+  return v;
+}
+
+const FactValue& Policy::fact(const rules::FieldRef& field) {
+  for (const auto& [ref, value] : factCache_) {
+    if (ref == field) {
+      return value;
+    }
+  }
+  factCache_.emplace_back(field, computeFact(field));
+  return factCache_.back().second;
+}
+
+FactValue Policy::computeFact(const rules::FieldRef& field) const {
+  const Transaction* tx = tx_.get();
+  switch (field.info->id) {
+    case FieldId::ClientIp:
+      return session_.client.ip;
+    case FieldId::ClientPort:
+      return static_cast<double>(session_.client.port);
+    case FieldId::LocalPort:
+      return static_cast<double>(session_.client.localPort);
+    case FieldId::Pregreet:
+      return session_.client.pregreet;
+    case FieldId::ClientPtr:
+    case FieldId::ClientFcrdns:
+    case FieldId::Spf:
+    case FieldId::SpfExplanation:
+    case FieldId::Dkim:
+    case FieldId::DkimDomain:
+    case FieldId::Dmarc:
+    case FieldId::DmarcPolicy:
+      return kNoResolver;
+    case FieldId::Helo:
+      return session_.helo;
+    case FieldId::Tls:
+      return session_.tls.active;
+    case FieldId::TlsVersion:
+      return session_.tls.version;
+    case FieldId::TlsCipher:
+      return session_.tls.cipher;
+    case FieldId::Sender:
+      return tx ? tx->sender : std::string();
+    case FieldId::SenderDomain:
+      return tx ? domainOf(tx->sender) : std::string();
+    case FieldId::MailSize:
+      return tx ? tx->mailSize : 0.0;
+    case FieldId::Score:
+      return tx ? tx->score : 0.0;
+    default:
+      break;
+  }
+  return messageFact(field);
+}
+
+FactValue Policy::messageFact(const rules::FieldRef& field) const {
+  const Transaction* tx = tx_.get();
+  bool atRcpt = tx && !tx->currentRcpt.empty();
+  switch (field.info->id) {
+    case FieldId::Rcpt:
+      return atRcpt ? rules::Strings{tx->currentRcpt} : (tx ? tx->rcpts : rules::Strings{});
+    case FieldId::RcptDomain: {
+      rules::Strings domains;
+      if (atRcpt) {
+        domains.push_back(domainOf(tx->currentRcpt));
+      } else if (tx) {
+        for (const auto& r : tx->rcpts) {
+          domains.push_back(domainOf(r));
+        }
+      }
+      return domains;
+    }
+    case FieldId::RcptCount:
+      return tx ? static_cast<double>(tx->rcpts.size() + (atRcpt ? 1 : 0)) : 0.0;
+    default:
+      break;
+  }
+  if (!tx || !tx->message) {
+    return Unavailable{"no message"};
+  }
+  const Message& m = *tx->message;
+  switch (field.info->id) {
+    case FieldId::Header:
+      return m.header(field.headerName);
+    case FieldId::Body:
+      return m.body();
+    case FieldId::RawBody:
+      return std::string(m.rawBody());
+    case FieldId::Size:
+      return static_cast<double>(m.size());
+    default:
+      return Unavailable{"unknown field"};
+  }
+}
+
+DecisionRecord Policy::record(const Verdict& verdict) const {
+  DecisionRecord r;
+  r.time = std::chrono::system_clock::now();
+  r.session = session_.id;
+  r.clientIp = session_.connected ? session_.client.ip.toString() : std::string();
+  r.helo = session_.helo;
+  r.sender = lastSender_;
+  if (verdict.stage == Stage::Rcpt) {
+    r.rcpts = {lastRcpt_};  // the recipient this verdict is about
+  }
+  if (tx_) {
+    if (verdict.stage != Stage::Rcpt) {
+      r.rcpts = tx_->rcpts;
+    }
+    r.score = tx_->score;
+    r.scoreRules = tx_->scoreRules;
+    if (tx_->message) {
+      r.messageId = tx_->message->messageId();
+      r.subject = tx_->message->subject();
+    }
+  }
+  r.stage = std::string(toString(verdict.stage));
+  r.action = verdict.logAction();
+  r.rule = verdict.ruleId;
+  r.ruleWhere = verdict.ruleWhere;
+  r.reply = verdict.reply ? verdict.reply->line() : std::string();
+  r.rulesetHash = rules_->hash();
+  r.frontend = options_.frontend;
+  return r;
+}
+
+}  // namespace smtpgate::policies
