@@ -258,7 +258,8 @@ void addCheckCommand(CLI::App& app, int& exitCode) {
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--helo", o->helo, "HELO/EHLO name");
   cmd->add_option("--from", o->from, "Envelope sender (\"\" for the null sender)");
-  cmd->add_option("--rcpt", o->rcpts, "Envelope recipient (repeatable)");
+  // One value per --rcpt, so a message file after it is not taken for a recipient.
+  cmd->add_option("--rcpt", o->rcpts, "Envelope recipient (repeatable)")->allow_extra_args(false);
   cmd->add_option("message", o->message, "Message file (RFC 5322; - for stdin)");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   cmd->add_option("--log", o->logPath, "Also append the decision to this decision log");

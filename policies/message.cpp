@@ -657,9 +657,9 @@ class GmimeInputBuilder {
       return kContentTypeBit;
     }
     if (equalsIgnoreCase(name, "content-transfer-encoding")) {
-      return 2;
+      return kTransferEncodingBit;
     }
-    return equalsIgnoreCase(name, "content-disposition") ? 4 : 0;
+    return equalsIgnoreCase(name, "content-disposition") ? kDispositionBit : 0;
   }
 
   /// A new header block starts (after a boundary or an empty line).
@@ -701,6 +701,8 @@ class GmimeInputBuilder {
 
   static constexpr std::size_t kContentTypePrefix = 128;  // enough to read the media type
   static constexpr unsigned kContentTypeBit = 1;
+  static constexpr unsigned kTransferEncodingBit = 2;
+  static constexpr unsigned kDispositionBit = 4;
 
   std::string_view raw_;
   const TopHeaders& top_;

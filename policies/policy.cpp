@@ -71,6 +71,8 @@ Verdict Policy::onHelo(std::string_view helo, const TlsInfo& tls) {
 
 Verdict Policy::onMail(std::string_view sender, double mailSize) {
   tx_ = std::make_unique<Transaction>();
+  tx_->score = session_.score;
+  tx_->scoreRules = session_.scoreRules;
   tx_->sender = std::string(sender);
   lastSender_ = tx_->sender;
   tx_->mailSize = mailSize;
@@ -157,12 +159,7 @@ Verdict Policy::evaluate(Stage stage, std::string_view skipReason, std::string s
 }
 
 Verdict Policy::decide(Stage stage, const rules::StageOutcome& outcome, StageReport* report) {
-  if (tx_ && !outcome.scoreRules.empty()) {
-    tx_->score += outcome.scoreAdded;
-    for (const auto* r : outcome.scoreRules) {
-      tx_->scoreRules.push_back(r->id);
-    }
-  }
+  addScore(outcome);
   report->scoreRules = outcome.scoreRules;
   Verdict v;
   v.stage = stage;
@@ -184,7 +181,9 @@ Verdict Policy::decide(Stage stage, const rules::StageOutcome& outcome, StageRep
                   "threshold-" + std::string(rules::toString(t->action)), where);
     }
   }
-  if (!v.refuses() && !outcome.monitored.empty() && !v.wouldBe) {
+  // A monitor rule only reports when nothing else decided: it must not
+  // undo an accept of the same stage.
+  if (v.action == Action::Continue && !outcome.monitored.empty()) {
     const rules::Rule* m = outcome.monitored.front();
     v = refusal(stage, m->action, m->reply ? &*m->reply : nullptr, m->id, m->whereShort());
     v.wouldBe = v.action;
@@ -196,8 +195,21 @@ Verdict Policy::decide(Stage stage, const rules::StageOutcome& outcome, StageRep
     v.action = Action::Continue;
     v.disconnect = false;
   }
-  v.score = tx_ ? tx_->score : 0;
+  v.score = tx_ ? tx_->score : session_.score;
   return v;
+}
+
+// Scores from connect and helo belong to the session and start every
+// transaction's score; later stages score the transaction.
+void Policy::addScore(const rules::StageOutcome& outcome) {
+  if (outcome.scoreRules.empty()) {
+    return;
+  }
+  std::vector<std::string>& ids = tx_ ? tx_->scoreRules : session_.scoreRules;
+  (tx_ ? tx_->score : session_.score) += outcome.scoreAdded;
+  for (const auto* r : outcome.scoreRules) {
+    ids.push_back(r->id);
+  }
 }
 
 Verdict Policy::refusal(Stage stage, rules::RuleAction action, const rules::ReplyTemplate* reply,
@@ -214,7 +226,7 @@ Verdict Policy::refusal(Stage stage, rules::RuleAction action, const rules::Repl
                              tx_ ? tx_->sender : std::string(),
                              tx_ ? tx_->currentRcpt : std::string(),
                              v.ruleId,
-                             formatScore(tx_ ? tx_->score : 0),
+                             formatScore(tx_ ? tx_->score : session_.score),
                              session_.id};
   v.reply = Reply{t.code(), t.enhanced(), t.expandText(vars)};
   return v;
@@ -265,7 +277,7 @@ FactValue Policy::computeFact(const rules::FieldRef& field) const {
     case FieldId::MailSize:
       return tx ? tx->mailSize : 0.0;
     case FieldId::Score:
-      return tx ? tx->score : 0.0;
+      return tx ? tx->score : session_.score;
     default:
       break;
   }

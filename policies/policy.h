@@ -80,6 +80,7 @@ class Policy : private rules::FactSource {
   rules::FactValue messageFact(const rules::FieldRef& field) const;
   Verdict evaluate(Stage stage, std::string_view skipReason, std::string subject = {});
   Verdict decide(Stage stage, const rules::StageOutcome& outcome, StageReport* report);
+  void addScore(const rules::StageOutcome& outcome);
   Verdict refusal(Stage stage, rules::RuleAction action, const rules::ReplyTemplate* reply,
                   std::string ruleId, std::string ruleWhere) const;
   std::string_view skipReasonFor(Stage stage) const;

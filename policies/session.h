@@ -41,6 +41,9 @@ struct Session {
   TlsInfo tls;
   /// A rule accepted at connect or helo: no more rules for this session.
   bool acceptedByRule = false;
+  /// Score from connect and helo rules; every transaction starts from it.
+  double score = 0;
+  std::vector<std::string> scoreRules;
 };
 
 struct Transaction {

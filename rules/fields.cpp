@@ -12,7 +12,8 @@ constexpr std::array<std::string_view, 7> kSpfWords = {
     "none", "neutral", "pass", "fail", "softfail", "temperror", "permerror"};
 constexpr std::array<std::string_view, 6> kDkimWords = {"none",    "pass",      "fail",
                                                         "neutral", "temperror", "permerror"};
-constexpr std::array<std::string_view, 4> kDmarcWords = {"none", "pass", "fail", "temperror"};
+constexpr std::array<std::string_view, 5> kDmarcWords = {"none", "pass", "fail", "temperror",
+                                                         "permerror"};
 constexpr std::array<std::string_view, 3> kDmarcPolicyWords = {"none", "quarantine", "reject"};
 
 using enum FieldId;

@@ -55,7 +55,8 @@ Token Lexer::next() {
   }
   if (isWordChar(c)) {
     std::size_t start = pos_;
-    while (pos_ < line_.size() && isWordChar(line_[pos_])) {
+    // '@' inside a word makes bare addresses work: sender == a@example.org.
+    while (pos_ < line_.size() && (isWordChar(line_[pos_]) || line_[pos_] == '@')) {
       ++pos_;
     }
     return {TokenKind::Word, std::string(line_.substr(start, pos_ - start)), {}, col, 0};
@@ -126,6 +127,9 @@ Token Lexer::lexListRef(int col) {
       ++pos_;
     }
     t.flags = std::string(line_.substr(qstart, pos_ - qstart));
+    if (t.flags.empty()) {
+      return {TokenKind::Error, "expected an answer code after '@" + t.text + ":'", {}, col, 0};
+    }
   }
   return t;
 }

@@ -14,7 +14,7 @@ namespace smtpgate::rules {
 
 enum class TokenKind {
   End,      ///< end of line (or a # comment)
-  Word,     ///< keywords, ids, field names, numbers, addresses: [A-Za-z0-9_.:*+-]+
+  Word,     ///< keywords, ids, fields, numbers, addresses: [A-Za-z0-9_.:*+-]+, '@' inside
   String,   ///< "..." with \" and \\ escapes; text is the unescaped value
   Regex,    ///< /.../flags; text is the pattern, flags in `flags`
   ListRef,  ///< @name or @name:qualifier; text is the name

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 
 namespace smtpgate::rules {
 
@@ -20,7 +21,8 @@ std::string lower(std::string_view s) {
 std::optional<double> parseNumber(std::string_view s) {
   double v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || p != s.data() + s.size()) {
+  // from_chars also reads "inf" and "nan"; a NaN score would never reach a threshold.
+  if (ec != std::errc{} || p != s.data() + s.size() || !std::isfinite(v)) {
     return std::nullopt;
   }
   return v;
@@ -41,6 +43,30 @@ std::string joinWords(std::span<const std::string_view> words) {
     out += (out.empty() ? "" : ", ") + std::string(w);
   }
   return out;
+}
+
+/// The error for a word that is not one of an AuthResult field's results, if it is not.
+std::optional<std::string> resultWordError(const FieldInfo& info, std::string_view text) {
+  std::string word = lower(text);
+  if (std::find(info.words.begin(), info.words.end(), word) != info.words.end()) {
+    return std::nullopt;
+  }
+  return "unknown " + std::string(info.name) + " result '" + std::string(text) +
+         "' (expected one of: " + joinWords(info.words) + ")";
+}
+
+/// The column of byte `offset` of a string token's value: walks the raw text
+/// after the opening quote, where the escapes \" and \\ take two bytes.
+int columnInString(std::string_view line, int quoteColumn, std::size_t offset) {
+  auto pos = static_cast<std::size_t>(quoteColumn);  // 0-based, just after the quote
+  for (std::size_t i = 0; i < offset && pos < line.size(); ++i) {
+    if (line[pos] == '\\' && pos + 1 < line.size() &&
+        (line[pos + 1] == '"' || line[pos + 1] == '\\')) {
+      ++pos;
+    }
+    ++pos;
+  }
+  return static_cast<int>(pos) + 1;
 }
 
 std::string_view fieldTypeName(FieldType t) {
@@ -246,7 +272,20 @@ bool LineParser::parseInlineEntries(ListStatement& list) {
   take();  // {
   std::string_view rest = lexer_.rest();
   std::size_t base = static_cast<std::size_t>(lexer_.column() - 1);
-  std::size_t close = rest.rfind('}');
+  // The list ends at the first '}' followed by nothing or a # comment (which
+  // may hold braces itself); a regex entry may contain '}' too ("/a{2}/").
+  // Failing that, the last '}', so trailing garbage is reported as such.
+  std::size_t close = std::string_view::npos;
+  for (std::size_t i = rest.find('}'); i != std::string_view::npos; i = rest.find('}', i + 1)) {
+    std::size_t after = rest.find_first_not_of(" \t", i + 1);
+    if (after == std::string_view::npos || rest[after] == '#') {
+      close = i;
+      break;
+    }
+  }
+  if (close == std::string_view::npos) {
+    close = rest.rfind('}');
+  }
   if (close == std::string_view::npos) {
     error(static_cast<int>(base), "missing '}' at the end of the list");
     failed_ = true;
@@ -376,8 +415,7 @@ std::optional<ReplyTemplate> LineParser::parseReply(RuleAction action, Stage) {
   std::string message;
   std::size_t offset = 0;
   auto reply = ReplyTemplate::parse(text.text, message, offset);
-  // Columns inside the string: +1 for the opening quote (escapes are rare in replies).
-  int column = text.column + 1 + static_cast<int>(offset);
+  int column = columnInString(line_, text.column, offset);
   if (!reply) {
     error(column, message);
     return std::nullopt;
@@ -619,6 +657,7 @@ bool LineParser::parseOperand(Condition& leaf, const Token& op, bool negate) {
 bool LineParser::parseRegexLiteral(Condition& leaf, const Token& value) {
   if (value.kind == TokenKind::ListRef) {
     leaf.listName = value.text;
+    leaf.qualifier = value.flags;  // only to be refused: regex lists take none
     leaf.listWhere = at(value.column);
     return true;
   }
@@ -680,13 +719,11 @@ bool LineParser::parseCompareLiteral(Condition& leaf, const Token& value) {
       return true;
     }
     case FieldType::AuthResult: {
-      std::string word = lower(value.text);
-      if (std::find(info.words.begin(), info.words.end(), word) == info.words.end()) {
-        error(value.column, "unknown " + std::string(info.name) + " result '" + value.text +
-                                "' (expected one of: " + joinWords(info.words) + ")");
+      if (auto message = resultWordError(info, value.text)) {
+        error(value.column, *message);
         return false;
       }
-      leaf.literal = word;
+      leaf.literal = lower(value.text);
       return true;
     }
     case FieldType::Text:
@@ -711,6 +748,11 @@ bool LineParser::parseSet(Condition& leaf) {
       error(item.column, "expected a word or \"string\" in { ... }");
       failed_ = true;
       return false;
+    }
+    if (leaf.field.info != nullptr && leaf.field.info->type == FieldType::AuthResult) {
+      if (auto message = resultWordError(*leaf.field.info, item.text)) {
+        error(item.column, *message);  // a misspelt result would silently never match
+      }
     }
     leaf.set.push_back(lower(item.text));
     Token sep = take();

@@ -1,5 +1,6 @@
 #include "rules/reply_template.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -15,6 +16,10 @@ bool isVarChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c
 
 std::optional<int> parseInt(std::string_view s, int maxDigits) {
   if (s.empty() || static_cast<int>(s.size()) > maxDigits) {
+    return std::nullopt;
+  }
+  // Digits only: from_chars would also take a sign ("5.-7.1").
+  if (!std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
   int v = 0;

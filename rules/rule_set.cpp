@@ -54,6 +54,12 @@ std::string fnv1a(const std::string& data, std::uint64_t& h) {
 }
 
 bool readFile(const std::string& path, std::string& out, std::string& error) {
+  // An ifstream opens a directory and reads it as empty: say so instead.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    error = std::strerror(EISDIR);
+    return false;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = std::strerror(errno);
@@ -283,6 +289,9 @@ std::vector<ListEntry> RuleSetBuilder::readListFile(const ListStatement& list,
   int lineNo = 0;
   while (std::getline(in, raw)) {
     ++lineNo;
+    if (!raw.empty() && raw.back() == '\r') {
+      raw.pop_back();  // CRLF line ends, as in rule files
+    }
     std::string line = raw;
     // Regex lists: only whole-line comments, since '#' is common in patterns.
     std::size_t hash = list.kind == ListKind::Regex ? std::string::npos : line.find('#');
@@ -373,6 +382,10 @@ void RuleSetBuilder::resolveList(Condition& c) {
     if (decl.kind != ListKind::Regex) {
       sourceLineError(c.listWhere, "'~' needs a regex list; '@" + c.listName + "' is a " +
                                        std::string(toString(decl.kind)) + " list (use 'in')");
+      return;
+    }
+    if (!c.qualifier.empty()) {
+      sourceLineError(c.listWhere, "only dnsbl lists take an answer code (@name:127.0.0.2)");
       return;
     }
     c.patterns = decl.patterns;

@@ -45,7 +45,7 @@ struct Rule {
   std::optional<ReplyTemplate> reply;  ///< as written; empty = the default reply for the action
   double score = 0;                    ///< for RuleAction::Score
   bool monitor = false;                ///< `then monitor reject ...`: log "would reject", let through
-  SourceLocation where;                ///< the `rule` keyword
+  SourceLocation where;                ///< the rule id
   std::string sourceLine;
   ConditionPtr condition;
   [[nodiscard]] std::string whereShort() const;  ///< "file:line"

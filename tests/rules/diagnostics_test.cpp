@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "rules/parser.h"
 #include "rules/rule_set.h"
 #include "test_lists.h"
 
@@ -45,7 +46,10 @@ void expectOneError(const ErrorCase& c) {
   auto set = RuleSet::loadText(c.text, name, lists, diags);
   INFO(format(diags));
   CHECK(set == nullptr);
-  REQUIRE(diags.errorCount() == 1);
+  CHECK(diags.errorCount() == 1);
+  if (!diags.hasErrors()) {
+    return;  // reported above; the other cases of the table still run
+  }
   const auto& d = *std::find_if(diags.items().begin(), diags.items().end(),
                                 [](const Diagnostic& x) { return x.severity == Severity::Error; });
   CHECK(d.where.file == name);
@@ -59,8 +63,7 @@ TEST_CASE("every syntax error is reported at its line and column", "[diagnostics
   const std::vector<ErrorCase> cases = {
       {"unknown statement", "rules r on data", 1, 1,
        "expected 'rule', 'list', 'include' or 'threshold', found 'rules'"},
-      {"unknown stage", "rule r on conect when helo then accept", 1, 11,
-       "unknown stage 'conect'"},
+      {"unknown stage", "rule r on conect when helo then accept", 1, 11, "unknown stage 'conect'"},
       {"unknown action", "rule r on data when body then drop", 1, 31, "unknown action 'drop'"},
       {"= instead of ==", "rule r on data when helo = x then accept", 1, 26,
        "'=' is not an operator; use '=='"},
@@ -80,8 +83,7 @@ TEST_CASE("every syntax error is reported at its line and column", "[diagnostics
        "expected 'then' after the condition, found 'accept'"},
       {"condition cut short", "rule r on data when", 1, 20,
        "expected a condition, found end of line"},
-      {"missing rule id", "rule \"x\" on data when body then accept", 1, 6,
-       "expected a rule id"},
+      {"missing rule id", "rule \"x\" on data when body then accept", 1, 6, "expected a rule id"},
       {"unclosed parenthesis", "rule r on data when (body then accept", 1, 27, "expected ')'"},
       {"not without in", "rule r on data when helo not x then accept", 1, 30,
        "expected 'in' after 'not'"},
@@ -182,8 +184,8 @@ TEST_CASE("every semantic error of a line is reported at its column", "[diagnost
        "a tempfail reply must be a 4xx code"},
       {"enhanced code class mismatch", "rule r on data when body then reject \"550 4.7.1 x\"", 1,
        43, "enhanced status code 4.7.1 does not match reply code 550"},
-      {"reply without enhanced code", "rule r on data when body then reject \"550 go away\"", 1,
-       43, "expected an RFC 3463 enhanced status code"},
+      {"reply without enhanced code", "rule r on data when body then reject \"550 go away\"", 1, 43,
+       "expected an RFC 3463 enhanced status code"},
       {"reply without code", "rule r on data when body then reject \"go away\"", 1, 39,
        "reply must start with a three-digit SMTP code"},
       {"unknown reply variable", "rule r on data when body then reject \"550 5.7.1 hi $foo\"", 1,
@@ -198,10 +200,11 @@ TEST_CASE("every semantic error of a line is reported at its column", "[diagnost
        "rule r on data when body then accept\n\nrule r on helo when helo then accept", 3, 6,
        "duplicate rule id 'r' (first defined at {file}:1)"},
       {"bad CIDR", "list office cidr { 10.0.0.1, nonsense }", 1, 30, "bad CIDR 'nonsense'"},
-      {"in @regexlist", "list words regex { x }\nrule r on data when body in @words then accept",
-       2, 29, "'@words' is a regex list: match it with '~'"},
-      {"~ @cidrlist", "list office cidr { 10.0.0.1 }\nrule r on data when helo ~ @office then accept",
-       2, 28, "'~' needs a regex list; '@office' is a cidr list (use 'in')"},
+      {"in @regexlist", "list words regex { x }\nrule r on data when body in @words then accept", 2,
+       29, "'@words' is a regex list: match it with '~'"},
+      {"~ @cidrlist",
+       "list office cidr { 10.0.0.1 }\nrule r on data when helo ~ @office then accept", 2, 28,
+       "'~' needs a regex list; '@office' is a cidr list (use 'in')"},
       {"ip field in a domain list",
        "list fm domain { gmail.com }\nrule r on connect when client.ip in @fm then accept", 2, 37,
        "'@fm' is a domain list and cannot hold client.ip (it holds names)"},
@@ -218,6 +221,30 @@ TEST_CASE("every semantic error of a line is reported at its column", "[diagnost
        2, 37, "bad DNSBL answer code '127.0.0'"},
       {"regex in a list", "list words regex { ok, a(b }", 1, 24,
        "bad regex in list 'words': missing ): a(b"},
+      {"qualifier on a regex list",
+       "list words regex { x }\nrule r on data when body ~ @words:127.0.0.2 then accept", 2, 28,
+       "only dnsbl lists take an answer code"},
+      {"empty qualifier",
+       "list zen dnsbl \"zen.example.org\"\n"
+       "rule r on connect when client.ip in @zen: then accept",
+       2, 37, "expected an answer code after '@zen:'"},
+      {"unknown spf result in a set", "rule r on mail when spf in { pass, fial } then reject", 1,
+       36, "unknown spf result 'fial'"},
+      {"unknown dmarc.policy in a set",
+       "rule r on data when dmarc.policy not in { Reject, quarantaine } then reject", 1, 51,
+       "unknown dmarc.policy result 'quarantaine'"},
+      {"score nan", "rule r on data when body then score nan", 1, 37,
+       "expected a number after 'score'"},
+      {"score inf", "rule r on data when body then score -inf", 1, 37,
+       "expected a number after 'score'"},
+      {"score too large", "rule r on data when body then score 1e999", 1, 37,
+       "expected a number after 'score'"},
+      {"threshold at infinity", "threshold reject at inf", 1, 21, "expected a score after 'at'"},
+      {"comparison with nan", "rule r on data when size > nan then reject", 1, 28,
+       "size is a number; 'nan' is not"},
+      {"unknown variable after escaped quotes",
+       "rule r on data when body then reject \"550 5.7.1 \\\"$sender\\\" or $who\"", 1, 64,
+       "unknown variable $who"},
   };
   for (const auto& c : cases) {
     expectOneError(c);
@@ -227,17 +254,16 @@ TEST_CASE("every semantic error of a line is reported at its column", "[diagnost
 TEST_CASE("a missing include or list file is reported at its quoted name", "[diagnostics]") {
   const std::vector<ErrorCase> cases = {
       {"missing include", "# x\ninclude \"nope.rules\"", 2, 9, "cannot read rule file"},
-      {"missing list file", "list office cidr \"lists/none.cidr\"", 1, 18,
-       "cannot read list file"},
+      {"missing list file", "list office cidr \"lists/none.cidr\"", 1, 18, "cannot read list file"},
   };
   for (const auto& c : cases) {
     // The reported path is the directory of main.rules joined with the name.
     INFO(c.what);
     TempDir dir;
     const std::string name = (dir.path() / "main.rules").string();
-    const std::string expectedPath =
-        c.what == "missing include" ? (dir.path() / "nope.rules").string()
-                                    : (dir.path() / "lists/none.cidr").string();
+    const std::string expectedPath = c.what == "missing include"
+                                         ? (dir.path() / "nope.rules").string()
+                                         : (dir.path() / "lists/none.cidr").string();
     FakeListBuilder lists;
     Diagnostics diags;
     auto set = RuleSet::loadText(c.text, name, lists, diags);
@@ -256,8 +282,10 @@ TEST_CASE("a missing include or list file is reported at its quoted name", "[dia
 
 TEST_CASE("an include cycle is an error at the include that closes it", "[diagnostics]") {
   TempDir dir;
-  const std::string a = dir.write("a.rules", "rule ra on data when body then accept\ninclude \"b.rules\"\n");
-  const std::string b = dir.write("b.rules", "\n\ninclude \"a.rules\"\nrule rb on data when body then accept\n");
+  const std::string a =
+      dir.write("a.rules", "rule ra on data when body then accept\ninclude \"b.rules\"\n");
+  const std::string b =
+      dir.write("b.rules", "\n\ninclude \"a.rules\"\nrule rb on data when body then accept\n");
   FakeListBuilder lists;
   Diagnostics diags;
   auto set = RuleSet::load({a}, lists, diags);
@@ -342,25 +370,24 @@ TEST_CASE("nesting deeper than the limit is an error, not a crash", "[diagnostic
 
 TEST_CASE("every error in a file is reported, each on its own line", "[diagnostics]") {
   const std::string text =
-      "list words regex { x }\n"                                      // 1 (fine)
-      "rule a on data when bogus then accept\n"                       // 2 unknown field
-      "rule b on mail when dkim == pass then accept\n"                // 3 not known at mail
-      "rule c on data when body ~ /a(b/ then accept\n"                // 4 bad regex
-      "rule d on data when helo == \"x then accept\n"                 // 5 unterminated string
-      "rule e on data when helo in @nope then accept\n"               // 6 unknown list
-      "rule f on data when body then tempfail \"550 5.7.1 x\"\n"     // 7 tempfail not 4xx
-      "rule a on data when body then accept\n"                        // 8 duplicate id
-      "rule g on mail when spf == fial then accept\n"                 // 9 unknown spf word
-      "rule h on data when body in @words then accept\n"              // 10 in @regexlist
-      "rule i on dta when body then accept\n"                         // 11 unknown stage
-      "rule j on data when size ~ /x/ then accept\n";                 // 12 ~ on a number
+      "list words regex { x }\n"                                  // 1 (fine)
+      "rule a on data when bogus then accept\n"                   // 2 unknown field
+      "rule b on mail when dkim == pass then accept\n"            // 3 not known at mail
+      "rule c on data when body ~ /a(b/ then accept\n"            // 4 bad regex
+      "rule d on data when helo == \"x then accept\n"             // 5 unterminated string
+      "rule e on data when helo in @nope then accept\n"           // 6 unknown list
+      "rule f on data when body then tempfail \"550 5.7.1 x\"\n"  // 7 tempfail not 4xx
+      "rule a on data when body then accept\n"                    // 8 duplicate id
+      "rule g on mail when spf == fial then accept\n"             // 9 unknown spf word
+      "rule h on data when body in @words then accept\n"          // 10 in @regexlist
+      "rule i on dta when body then accept\n"                     // 11 unknown stage
+      "rule j on data when size ~ /x/ then accept\n";             // 12 ~ on a number
   auto diags = testing::loadErrors(text);
   auto positions = errorPositions(diags);
-  std::sort(positions.begin(), positions.end(), [](const std::string& x, const std::string& y) {
-    return std::stoi(x) < std::stoi(y);
-  });
-  CHECK(positions == std::vector<std::string>{"2:21", "3:21", "4:28", "5:29", "6:29", "7:41",
-                                              "8:6", "9:28", "10:29", "11:11", "12:26"});
+  std::sort(positions.begin(), positions.end(),
+            [](const std::string& x, const std::string& y) { return std::stoi(x) < std::stoi(y); });
+  CHECK(positions == std::vector<std::string>{"2:21", "3:21", "4:28", "5:29", "6:29", "7:41", "8:6",
+                                              "9:28", "10:29", "11:11", "12:26"});
 }
 
 TEST_CASE("several errors on one line are all reported", "[diagnostics]") {

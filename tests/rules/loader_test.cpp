@@ -58,7 +58,8 @@ TEST_CASE("include splices a file's rules in at the include, relative to the inc
 
 TEST_CASE("include takes an absolute path as is", "[loader][include]") {
   TempDir dir;
-  const std::string other = dir.write("elsewhere/x.rules", "rule x on data when body then accept\n");
+  const std::string other =
+      dir.write("elsewhere/x.rules", "rule x on data when body then accept\n");
   const std::string main = dir.write("main.rules", "include \"" + other + "\"\n");
   FakeListBuilder lists;
   auto set = loadFiles({main}, lists);
@@ -79,8 +80,7 @@ TEST_CASE("an include glob loads every match in sorted order", "[loader][include
   CHECK(ruleIds(*set) == std::vector<std::string>{"a", "b", "c", "last"});
 }
 
-TEST_CASE("an include glob that matches nothing is a warning, not an error",
-          "[loader][include]") {
+TEST_CASE("an include glob that matches nothing is a warning, not an error", "[loader][include]") {
   TempDir dir;
   const std::string main = dir.write("main.rules",
                                      "rule r on data when body then accept\n"
@@ -104,7 +104,8 @@ TEST_CASE("a file included twice is loaded once", "[loader][include]") {
                                      "include \"./common.rules\"\n"
                                      "include \"x.rules\"\n");
   dir.write("x.rules", "include \"common.rules\"\nrule x on data when body then accept\n");
-  dir.write("common.rules", "list shared string { a }\nrule common on data when body then accept\n");
+  dir.write("common.rules",
+            "list shared string { a }\nrule common on data when body then accept\n");
   FakeListBuilder lists;
   auto set = loadFiles({main}, lists);
   CHECK(ruleIds(*set) == std::vector<std::string>{"common", "x"});
@@ -217,8 +218,8 @@ TEST_CASE("a regex list file keeps # inside patterns and skips whole-line commen
     bool rejected;
   };
   const std::vector<Case> cases = {
-      {"xa#by", true},        {"VIAGRA now", true}, {"comment line", false},
-      {"indented", false},    {"a b", false},       {"", false},
+      {"xa#by", true},     {"VIAGRA now", true}, {"comment line", false},
+      {"indented", false}, {"a b", false},       {"", false},
   };
   for (const auto& c : cases) {
     INFO("body: " << c.body);
@@ -243,6 +244,47 @@ TEST_CASE("a bad pattern in a regex list file is reported at its own line", "[lo
              Catch::Contains("bad regex in list 'words': missing ): (unclosed"));
   CHECK(diags.items()[1].where.line == 4);
   CHECK_THAT(diags.items()[1].message, Catch::Contains("unknown regex flag 'q'"));
+}
+
+TEST_CASE("including a directory or reading a directory as a list is an error",
+          "[loader][include]") {
+  TempDir dir;
+  dir.write("conf.d/a.rules", "rule a on data when body then accept\n");
+  dir.write("lists.d/x.txt", "x\n");
+  const std::string main = dir.write("main.rules",
+                                     "include \"conf.d\"\n"
+                                     "list names string \"lists.d\"\n");
+  FakeListBuilder lists;
+  Diagnostics diags;
+  CHECK(RuleSet::load({main}, lists, diags) == nullptr);
+  INFO(format(diags));
+  REQUIRE(diags.errorCount() == 2);
+  CHECK(diags.items()[0].where.line == 1);
+  CHECK(diags.items()[0].where.column == 9);
+  CHECK_THAT(diags.items()[0].message, Catch::Contains("cannot read rule file"));
+  CHECK_THAT(diags.items()[0].message, Catch::Contains("Is a directory"));
+  CHECK(diags.items()[1].where.line == 2);
+  CHECK(diags.items()[1].where.column == 19);
+  CHECK_THAT(diags.items()[1].message, Catch::Contains("cannot read list file"));
+  CHECK_THAT(diags.items()[1].message, Catch::Contains("Is a directory"));
+}
+
+TEST_CASE("includes nested deeper than the limit are an error, not a crash", "[loader][include]") {
+  TempDir dir;
+  // f0 includes f1 includes ... f29.
+  for (int i = 0; i < 30; ++i) {
+    dir.write("f" + std::to_string(i) + ".rules",
+              (i + 1 < 30 ? "include \"f" + std::to_string(i + 1) + ".rules\"\n" : std::string()) +
+                  "rule r" + std::to_string(i) + " on data when body then accept\n");
+  }
+  FakeListBuilder lists;
+  Diagnostics diags;
+  CHECK(RuleSet::load({(dir.path() / "f0.rules").string()}, lists, diags) == nullptr);
+  INFO(format(diags));
+  REQUIRE(diags.errorCount() == 1);
+  CHECK(diags.items()[0].where.file == (dir.path() / "f15.rules").string());
+  CHECK(diags.items()[0].where.line == 1);
+  CHECK_THAT(diags.items()[0].message, Catch::Contains("includes nested more than 16 deep"));
 }
 
 TEST_CASE("the fingerprint is 12 hex digits and follows the files' bytes", "[loader]") {
