@@ -254,8 +254,11 @@ bool isOrcptValue(std::string_view v) {
 SyntaxError checkValue(const ParamSpec& spec, const std::optional<std::string>& value,
                        ParsedCommand& cmd, const CommandOptions& options) {
   if (spec.rule == ValueRule::NoValue) {
+    if (value) {
+      return SyntaxError::ParameterSyntax;
+    }
     cmd.smtputf8 = true;  // SMTPUTF8 is the only value-less parameter
-    return value ? SyntaxError::ParameterSyntax : SyntaxError::None;
+    return SyntaxError::None;
   }
   if (!value) {
     return spec.rule == ValueRule::Size   ? SyntaxError::BadSizeValue

@@ -265,9 +265,9 @@ Statement LineParser::parseList() {
   return list;
 }
 
-// Inline entries are raw text between { and }, split at commas, so CIDRs
-// (10.0.0.0/8) and regexes need no quoting. A regex entry may be written
-// /re/flags; quotes around an entry are removed.
+// Inline entries are raw text between { and }, split at commas (not inside
+// "..." or /.../), so CIDRs (10.0.0.0/8) and regexes need no quoting. A regex
+// entry may be written /re/flags; quotes around an entry are removed.
 bool LineParser::parseInlineEntries(ListStatement& list) {
   take();  // {
   std::string_view rest = lexer_.rest();
@@ -293,13 +293,21 @@ bool LineParser::parseInlineEntries(ListStatement& list) {
   }
   std::size_t pos = 0;
   while (pos <= close) {
-    std::size_t comma = rest.find(',', pos);
-    std::size_t end = (comma == std::string_view::npos || comma > close) ? close : comma;
     std::size_t b = pos;
-    std::size_t e = end;
-    while (b < e && std::isspace(static_cast<unsigned char>(rest[b]))) {
+    while (b < close && std::isspace(static_cast<unsigned char>(rest[b]))) {
       ++b;
     }
+    // A "quoted" or /regex/ entry may hold commas ("a,b", /a{1,3}/): the
+    // separator is looked for after its closing delimiter.
+    std::size_t from = b;
+    if (b < close && (rest[b] == '"' || rest[b] == '/')) {
+      for (from = b + 1; from < close && rest[from] != rest[b];) {
+        from += rest[from] == '\\' ? 2 : 1;
+      }
+    }
+    std::size_t comma = rest.find(',', std::min(from, close));
+    std::size_t end = (comma == std::string_view::npos || comma > close) ? close : comma;
+    std::size_t e = end;
     while (e > b && std::isspace(static_cast<unsigned char>(rest[e - 1]))) {
       --e;
     }

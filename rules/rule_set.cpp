@@ -144,14 +144,18 @@ class RuleSetBuilder {
   void parseLines(std::string_view text, const std::string& name);
   void include(const IncludeStatement& inc, const std::string& fromFile, const std::string& line);
   void addList(ListStatement list, const std::string& fromFile);
-  std::vector<ListEntry> readListFile(const ListStatement& list, const std::string& fromFile);
+  /// nullopt (and an error) if the file cannot be read.
+  std::optional<std::vector<ListEntry>> readListFile(const ListStatement& list,
+                                                     const std::string& fromFile);
   void addRule(Rule rule);
   void resolve(Condition& c);
   void resolveList(Condition& c);
   void compile(RuleSet& set);
   void collectFields(const Condition& c, Stage stage, RuleSet::Compiled& compiled);
   void assignRegexGroups(Condition& c, Stage stage, RuleSet::Compiled& compiled);
+  [[nodiscard]] std::string sourceLine(const SourceLocation& where) const;
   void sourceLineError(const SourceLocation& where, std::string message);
+  void sourceLineWarning(const SourceLocation& where, std::string message);
 
   ListBuilder& lists_;
   Diagnostics& diags_;
@@ -167,14 +171,21 @@ class RuleSetBuilder {
   std::map<std::string, std::vector<std::string>> lineCache_;
 };
 
-void RuleSetBuilder::sourceLineError(const SourceLocation& where, std::string message) {
-  std::string line;
+std::string RuleSetBuilder::sourceLine(const SourceLocation& where) const {
   auto it = lineCache_.find(where.file);
   if (it != lineCache_.end() && where.line > 0 &&
       static_cast<std::size_t>(where.line) <= it->second.size()) {
-    line = it->second[where.line - 1];
+    return it->second[where.line - 1];
   }
-  diags_.error(where, std::move(message), line);
+  return {};
+}
+
+void RuleSetBuilder::sourceLineError(const SourceLocation& where, std::string message) {
+  diags_.error(where, std::move(message), sourceLine(where));
+}
+
+void RuleSetBuilder::sourceLineWarning(const SourceLocation& where, std::string message) {
+  diags_.warning(where, std::move(message), sourceLine(where));
 }
 
 void RuleSetBuilder::loadFile(const std::string& path, const SourceLocation* includedFrom,
@@ -273,14 +284,14 @@ void RuleSetBuilder::include(const IncludeStatement& inc, const std::string& fro
   }
 }
 
-std::vector<ListEntry> RuleSetBuilder::readListFile(const ListStatement& list,
-                                                    const std::string& fromFile) {
+std::optional<std::vector<ListEntry>> RuleSetBuilder::readListFile(const ListStatement& list,
+                                                                   const std::string& fromFile) {
   std::string path = resolveRelative(list.source, fromFile);
   std::string text;
   std::string error;
   if (!readFile(path, text, error)) {
     sourceLineError(list.sourceWhere, "cannot read list file '" + path + "': " + error);
-    return {};
+    return std::nullopt;
   }
   hash_ = fnv1a(path + '\n' + text + '\n', hashState_);
   std::vector<ListEntry> entries;
@@ -316,9 +327,14 @@ void RuleSetBuilder::addList(ListStatement list, const std::string& fromFile) {
                                     std::to_string(existing->second.where.line) + ")");
     return;
   }
-  std::vector<ListEntry> entries = list.isInline || list.kind == ListKind::Dnsbl
-                                       ? list.entries
-                                       : readListFile(list, fromFile);
+  auto read =
+      list.isInline || list.kind == ListKind::Dnsbl ? list.entries : readListFile(list, fromFile);
+  std::vector<ListEntry> entries = read.value_or(std::vector<ListEntry>{});
+  if (read && entries.empty()) {
+    // The list builder warns when every entry was bad; a list with no
+    // entries at all is reported here, where the declaration is known.
+    sourceLineWarning(list.where, "list " + list.name + " is empty");
+  }
   DeclaredList decl;
   decl.kind = list.kind;
   decl.where = list.where;

@@ -177,6 +177,10 @@ TEST_CASE("comparisons follow three-valued logic over unavailable facts", "[eval
       {"sender", Tri::False},  // empty: a bounce
       {"sender == \"\"", Tri::True},
       {"spf == PASS", Tri::True},
+      // Bare addresses are words.
+      {"rcpt == Postmaster@Example.org", Tri::True},
+      {"rcpt in { a@b.example, postmaster@example.org }", Tri::True},
+      {"rcpt != postmaster@example.org", Tri::False},
       {"spf in { fail, pass }", Tri::True},
   };
   for (const auto& c : cases) {
@@ -188,7 +192,8 @@ TEST_CASE("comparisons follow three-valued logic over unavailable facts", "[eval
                    {"pregreet", false},
                    {"sender", ""},
                    {"spf", "pass"},
-                   {"client.ip", ip("192.0.2.1")}};
+                   {"client.ip", ip("192.0.2.1")},
+                   {"rcpt", Strings{"postmaster@example.org"}}};
     CHECK(resultOf(c.condition, facts) == c.expected);
   }
 }

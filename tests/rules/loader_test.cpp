@@ -287,6 +287,45 @@ TEST_CASE("includes nested deeper than the limit are an error, not a crash", "[l
   CHECK_THAT(diags.items()[0].message, Catch::Contains("includes nested more than 16 deep"));
 }
 
+TEST_CASE("a list with no entries at all is a warning at its declaration", "[loader][lists]") {
+  TempDir dir;
+  dir.write("empty.txt", "# nothing yet\n\n");
+  dir.write("empty.re", "");
+  const std::string main = dir.write("main.rules",
+                                     "list a string { }\n"
+                                     "list b domain \"empty.txt\"\n"
+                                     "list c regex \"empty.re\"\n"
+                                     "list d cidr { 10.0.0.1 }\n"
+                                     "list e string \"missing.txt\"\n");
+  FakeListBuilder lists;
+  Diagnostics diags;
+  CHECK(RuleSet::load({main}, lists, diags) == nullptr);  // the missing file is an error
+  INFO(format(diags));
+  struct Want {
+    Severity severity;
+    int line;
+    int column;
+    std::string message;
+  };
+  const std::vector<Want> want = {
+      {Severity::Warning, 1, 6, "list a is empty"},
+      {Severity::Warning, 2, 6, "list b is empty"},
+      {Severity::Warning, 3, 6, "list c is empty"},
+      {Severity::Error, 5, 15, "cannot read list file"},  // and no "empty" warning besides
+  };
+  REQUIRE(diags.items().size() == want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO("diagnostic " << i);
+    const auto& d = diags.items()[i];
+    CHECK(d.severity == want[i].severity);
+    CHECK(d.where.file == main);
+    CHECK(d.where.line == want[i].line);
+    CHECK(d.where.column == want[i].column);
+    CHECK_THAT(d.message, Catch::Contains(want[i].message));
+    CHECK_FALSE(d.sourceLine.empty());
+  }
+}
+
 TEST_CASE("the fingerprint is 12 hex digits and follows the files' bytes", "[loader]") {
   TempDir dir;
   const std::string main = dir.write("main.rules", "list n string \"n.txt\"\n");

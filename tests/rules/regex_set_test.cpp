@@ -161,6 +161,24 @@ TEST_CASE("regex literals match what they say", "[regex]") {
   }
 }
 
+TEST_CASE("inline regex lists may hold braces and commas", "[regex]") {
+  auto set = loadOk(
+      "list w regex { /a{2,3}b/, /x,y/i, c{2} }  # {like this}\n"
+      "rule r on data when body ~ @w then reject\n");
+  struct Case {
+    std::string body;
+    bool matches;
+  };
+  const std::vector<Case> cases = {
+      {"aab", true}, {"ab", false}, {"X,Y", true}, {"x", false}, {"cc", true}, {"c", false},
+  };
+  for (const auto& c : cases) {
+    INFO("body: " << c.body);
+    MapFacts facts{{"body", c.body}};
+    CHECK((set->evaluate(Stage::Data, facts).decisive != nullptr) == c.matches);
+  }
+}
+
 TEST_CASE("an empty regex list matches nothing and its negation everything", "[regex]") {
   testing::TempDir dir;
   dir.write("empty.re", "# no patterns yet\n");
