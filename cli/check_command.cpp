@@ -57,8 +57,8 @@ CheckRun runStages(policies::Policy& policy, const CheckOptions& o, const rules:
                    const std::string* message) {
   CheckRun run;
   policy.reportTo(&run.reports);
-  run.final = policy.onConnect({ip, static_cast<std::uint16_t>(o.port),
-                                static_cast<std::uint16_t>(o.localPort), false});
+  run.final = policy.onConnect(
+      {ip, static_cast<std::uint16_t>(o.port), static_cast<std::uint16_t>(o.localPort), false});
   if (run.final.refuses() || !o.helo) {
     return run;
   }
@@ -119,7 +119,8 @@ void printStage(const policies::StageReport& r) {
     fmt::print("         rules skipped: {}\n", r.skipped);
   }
   for (const auto& [field, value] : r.facts) {
-    fmt::print("         {} = {}\n", field, value.size() > 120 ? value.substr(0, 117) + "..." : value);
+    fmt::print("         {} = {}\n", field,
+               value.size() > 120 ? value.substr(0, 117) + "..." : value);
   }
   for (const auto& t : r.rules) {
     std::string extra = t.rule->action == rules::RuleAction::Score && t.result == rules::Tri::True
@@ -135,9 +136,8 @@ void printStage(const policies::StageReport& r) {
 }
 
 nlohmann::json verdictJson(const policies::Verdict& v) {
-  nlohmann::json j{{"stage", rules::toString(v.stage)},
-                   {"action", v.logAction()},
-                   {"score", v.score}};
+  nlohmann::json j{
+      {"stage", rules::toString(v.stage)}, {"action", v.logAction()}, {"score", v.score}};
   if (v.reply) {
     j["reply"] = v.reply->line();
   }

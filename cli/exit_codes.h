@@ -8,6 +8,7 @@ inline constexpr int kExitReject = 1;    ///< check: rejected; lint: errors foun
 inline constexpr int kExitTempfail = 2;  ///< check: tempfailed
 inline constexpr int kExitUsage = 64;    ///< EX_USAGE: bad command line
 inline constexpr int kExitNoInput = 66;  ///< EX_NOINPUT: a named input file can't be read
+inline constexpr int kExitOsError = 71;  ///< EX_OSERR: a listener or log file can't be opened
 inline constexpr int kExitConfig = 78;   ///< EX_CONFIG: config or rules broken
 
 }  // namespace smtpgate::cli

@@ -45,9 +45,8 @@ int runLint(const LintOptions& options) {
     return kExitReject;
   }
   fmt::print("lint: {}: OK, {} rules ({}), {} thresholds, {} files, ruleset {}{}\n", subject,
-             set->rules().size(), stageCounts(*set), set->thresholds().size(),
-             set->files().size(), set->hash(),
-             warnings ? fmt::format(", {} warning(s)", warnings) : "");
+             set->rules().size(), stageCounts(*set), set->thresholds().size(), set->files().size(),
+             set->hash(), warnings ? fmt::format(", {} warning(s)", warnings) : "");
   return kExitAccept;
 }
 

@@ -4,6 +4,7 @@
 #include "cli/check_command.h"
 #include "cli/exit_codes.h"
 #include "cli/lint_command.h"
+#include "cli/proxy_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"smtpgate: a spam-filtering gate for Postfix (SMTP proxy and milter)"};
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   int exitCode = smtpgate::cli::kExitAccept;
   smtpgate::cli::addLintCommand(app, exitCode);
   smtpgate::cli::addCheckCommand(app, exitCode);
+  smtpgate::cli::addProxyCommand(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

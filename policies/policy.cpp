@@ -111,7 +111,15 @@ Verdict Policy::onEndOfData(std::string_view rawMessage) {
   return evaluate(Stage::Data, skip);
 }
 
-void Policy::onReset() { tx_.reset(); }
+void Policy::onReset() {
+  tx_.reset();
+}
+
+void Policy::dropLastRcpt() {
+  if (tx_ && !tx_->rcpts.empty() && tx_->rcpts.back() == lastRcpt_) {
+    tx_->rcpts.pop_back();
+  }
+}
 
 std::string_view Policy::skipReasonFor(Stage stage) const {
   if (session_.acceptedByRule) {
@@ -175,8 +183,8 @@ Verdict Policy::decide(Stage stage, const rules::StageOutcome& outcome, StageRep
   } else if (stage == Stage::Data && tx_) {
     if (const rules::Threshold* t = rules_->thresholdFor(tx_->score)) {
       std::string where = t->where.file + ':' + std::to_string(t->where.line);
-      report->threshold = std::string(rules::toString(t->action)) + " at " +
-                          formatScore(t->at) + " (" + where + ")";
+      report->threshold = std::string(rules::toString(t->action)) + " at " + formatScore(t->at) +
+                          " (" + where + ")";
       v = refusal(stage, t->action, t->reply ? &*t->reply : nullptr,
                   "threshold-" + std::string(rules::toString(t->action)), where);
     }

@@ -38,11 +38,11 @@ struct PolicyOptions {
 /// What happened at one stage, for `smtpgate check` (collected only on request).
 struct StageReport {
   Stage stage = Stage::Connect;
-  std::string subject;  ///< e.g. the recipient, for rcpt
+  std::string subject;                                     ///< e.g. the recipient, for rcpt
   std::vector<std::pair<std::string, std::string>> facts;  ///< field, described value
   std::vector<rules::RuleTrace> rules;
   std::vector<const rules::Rule*> scoreRules;
-  std::string skipped;  ///< why the stage's rules did not run, if they didn't
+  std::string skipped;    ///< why the stage's rules did not run, if they didn't
   std::string threshold;  ///< "reject at 10 (file:line)" when a threshold decided
   Verdict verdict;
 };
@@ -60,6 +60,8 @@ class Policy : private rules::FactSource {
   Verdict onEndOfData(std::string_view rawMessage);
   /// RSET, or the transaction ended: drop it.
   void onReset();
+  /// The backend refused the recipient the last onRcpt let through.
+  void dropLastRcpt();
 
   /// True if some rule reads the message (headers, body, size): a frontend
   /// that may skip keeping the message asks this.

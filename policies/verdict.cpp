@@ -23,8 +23,9 @@ std::string Reply::line() const {
 rules::ReplyTemplate Reply::defaultFor(Action action, Stage stage) {
   bool connect = stage == Stage::Connect;
   if (action == Action::Tempfail) {
-    return connect ? rules::ReplyTemplate::make(421, {4, 7, 0}, "Try again later (session $session)")
-                   : rules::ReplyTemplate::make(451, {4, 7, 1}, "Try again later (session $session)");
+    return connect
+               ? rules::ReplyTemplate::make(421, {4, 7, 0}, "Try again later (session $session)")
+               : rules::ReplyTemplate::make(451, {4, 7, 1}, "Try again later (session $session)");
   }
   return connect
              ? rules::ReplyTemplate::make(554, {5, 7, 1}, "Service unavailable (session $session)")

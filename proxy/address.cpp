@@ -235,14 +235,15 @@ AddressError scanMailbox(std::string_view text, std::size_t& pos, bool allowPost
 }
 
 AddressError checkLengths(const Path& p, std::size_t pathLength, const AddressLimits& limits) {
-  if (pathLength > limits.path) {
-    return AddressError::PathTooLong;
-  }
+  // Most specific first: the log then says which part is too long.
   if (p.localPart.size() > limits.localPart) {
     return AddressError::LocalPartTooLong;
   }
   if (p.domain.size() > limits.domain) {
     return AddressError::DomainTooLong;
+  }
+  if (pathLength > limits.path) {
+    return AddressError::PathTooLong;
   }
   return AddressError::None;
 }

@@ -1,5 +1,6 @@
 #include "proxy/data_framer.h"
 
+#include <algorithm>
 #include <array>
 
 namespace smtpgate::proxy {
@@ -157,17 +158,17 @@ void DataFramer::emit(std::string_view bytes) {
   if (error_ != DataError::None || bytes.empty()) {
     return;
   }
-  if (bytes.size() > limits_.maxSize - bytesOut_) {
-    fail(DataError::TooBig);
-    return;
+  // Write what fits, then fail: the sink then holds the same prefix however
+  // the input was split (checked byte by byte, size before line length).
+  std::uint64_t sizeRoom = limits_.maxSize - bytesOut_;
+  std::size_t lineRoom = limits_.maxLine - lineLength_;
+  std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>({bytes.size(), sizeRoom, lineRoom}));
+  out_.append(bytes.substr(0, n));
+  bytesOut_ += n;
+  lineLength_ += n;
+  if (n < bytes.size()) {
+    fail(sizeRoom <= lineRoom ? DataError::TooBig : DataError::LineTooLong);
   }
-  lineLength_ += bytes.size();
-  if (lineLength_ > limits_.maxLine) {
-    fail(DataError::LineTooLong);
-    return;
-  }
-  out_.append(bytes);
-  bytesOut_ += bytes.size();
 }
 
 void DataFramer::fail(DataError error) {

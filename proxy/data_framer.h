@@ -15,7 +15,8 @@
 /// replyFor(error()) (OpenSMTPD's TX_ERROR_SIZE pattern, STYLE.md G4). Once an
 /// error is recorded the framer writes nothing more; what the sink holds then
 /// is a truncated message that the caller must throw away. The first error
-/// wins.
+/// wins. Output stops exactly where the error is (a limit's last byte, or
+/// just before a rejected bare line end), whatever the chunking.
 ///
 /// Bare line ends (a CR not followed by LF, an LF not preceded by CR):
 ///  * BareLinePolicy::Reject (default) records BareLf / BareCr — the session

@@ -19,7 +19,9 @@ void Diagnostics::append(const Diagnostics& other) {
   items_.insert(items_.end(), other.items_.begin(), other.items_.end());
 }
 
-bool Diagnostics::hasErrors() const { return errorCount() > 0; }
+bool Diagnostics::hasErrors() const {
+  return errorCount() > 0;
+}
 
 std::size_t Diagnostics::errorCount() const {
   std::size_t n = 0;

@@ -23,7 +23,8 @@ Tri anyText(const FactValue& v, Test test) {
     return toTri(test(std::string_view(*s)));
   }
   if (const auto* ss = std::get_if<Strings>(&v)) {
-    return toTri(std::any_of(ss->begin(), ss->end(), [&](const std::string& s) { return test(s); }));
+    return toTri(
+        std::any_of(ss->begin(), ss->end(), [&](const std::string& s) { return test(s); }));
   }
   if (const auto* ip = std::get_if<IpAddress>(&v)) {
     return toTri(test(ip->toString()));
@@ -118,8 +119,8 @@ class Evaluation {
       case ConditionKind::Regex:
         return negated(c, regex(c));
       case ConditionKind::InList:
-        return negated(c, c.list ? c.list->contains(facts_.fact(c.field), c.qualifier)
-                                 : Tri::Unknown);
+        return negated(c,
+                       c.list ? c.list->contains(facts_.fact(c.field), c.qualifier) : Tri::Unknown);
       case ConditionKind::InSet:
         return negated(c, inSet(facts_.fact(c.field), c));
     }

@@ -149,8 +149,7 @@ Token Lexer::lexOperator(int col) {
   if (c == '=') {
     return {TokenKind::Error, "'=' is not an operator; use '==' to compare", {}, col, 0};
   }
-  return {TokenKind::Error, "'!' must be followed by '=' or '~' (use 'not' to negate)", {}, col,
-          0};
+  return {TokenKind::Error, "'!' must be followed by '=' or '~' (use 'not' to negate)", {}, col, 0};
 }
 
 }  // namespace smtpgate::rules

@@ -30,9 +30,9 @@ enum class TokenKind {
 struct Token {
   TokenKind kind = TokenKind::End;
   std::string text;
-  std::string flags;      ///< Regex flags; ListRef qualifier
-  int column = 0;         ///< 1-based column of the token's first byte
-  int flagsColumn = 0;    ///< column of the first flag / the qualifier
+  std::string flags;    ///< Regex flags; ListRef qualifier
+  int column = 0;       ///< 1-based column of the token's first byte
+  int flagsColumn = 0;  ///< column of the first flag / the qualifier
 };
 
 class Lexer {

@@ -9,7 +9,9 @@ constexpr std::array<std::string_view, 5> kListKindNames = {"cidr", "domain", "r
                                                             "dnsbl"};
 }
 
-std::string_view toString(ListKind kind) { return kListKindNames[static_cast<std::size_t>(kind)]; }
+std::string_view toString(ListKind kind) {
+  return kListKindNames[static_cast<std::size_t>(kind)];
+}
 
 std::optional<ListKind> parseListKind(std::string_view name) {
   for (std::size_t i = 0; i < kListKindNames.size(); ++i) {

@@ -118,7 +118,9 @@ LineParser::LineParser(std::string_view line, std::string file, int lineNumber, 
   }
 }
 
-SourceLocation LineParser::at(int column) const { return {file_, lineNumber_, column}; }
+SourceLocation LineParser::at(int column) const {
+  return {file_, lineNumber_, column};
+}
 
 void LineParser::error(int column, std::string message) {
   diags_.error(at(column), std::move(message), line_);
@@ -156,9 +158,9 @@ bool LineParser::expectWord(std::string_view word, std::string_view context) {
     return false;
   }
   if (!isWord(t, word)) {
-    error(t.column, "expected '" + std::string(word) + "' " + std::string(context) +
-                        (t.kind == TokenKind::End ? ", found end of line"
-                                                  : ", found '" + t.text + "'"));
+    error(t.column,
+          "expected '" + std::string(word) + "' " + std::string(context) +
+              (t.kind == TokenKind::End ? ", found end of line" : ", found '" + t.text + "'"));
     failed_ = true;
     return false;
   }
@@ -180,8 +182,8 @@ Statement LineParser::parse() {
   } else if (isWord(first, "threshold")) {
     result = parseThreshold();
   } else {
-    error(first.column, "expected 'rule', 'list', 'include' or 'threshold', found '" +
-                            first.text + "'");
+    error(first.column,
+          "expected 'rule', 'list', 'include' or 'threshold', found '" + first.text + "'");
     return {};
   }
   if (!failed_) {
@@ -560,8 +562,9 @@ std::unique_ptr<Condition> LineParser::parseLeaf() {
     return nullptr;
   }
   if (name.kind != TokenKind::Word) {
-    error(name.column, name.kind == TokenKind::End ? "expected a condition, found end of line"
-                                                   : "expected a field name, found '" + name.text + "'");
+    error(name.column, name.kind == TokenKind::End
+                           ? "expected a condition, found end of line"
+                           : "expected a field name, found '" + name.text + "'");
     failed_ = true;
     return nullptr;
   }
@@ -691,8 +694,9 @@ bool LineParser::parseRegexLiteral(Condition& leaf, const Token& value) {
 
 bool LineParser::parseCompareLiteral(Condition& leaf, const Token& value) {
   if (value.kind != TokenKind::Word && value.kind != TokenKind::String) {
-    error(value.column, value.kind == TokenKind::End ? "expected a value, found end of line"
-                                                     : "expected a value, found '" + value.text + "'");
+    error(value.column, value.kind == TokenKind::End
+                            ? "expected a value, found end of line"
+                            : "expected a value, found '" + value.text + "'");
     failed_ = true;
     return false;
   }
@@ -720,7 +724,8 @@ bool LineParser::parseCompareLiteral(Condition& leaf, const Token& value) {
     case FieldType::Ip: {
       auto ip = IpAddress::parse(value.text);
       if (!ip) {
-        error(value.column, "'" + value.text + "' is not an IP address (for networks use a cidr list)");
+        error(value.column,
+              "'" + value.text + "' is not an IP address (for networks use a cidr list)");
         return false;
       }
       leaf.literal = *ip;

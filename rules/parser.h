@@ -47,8 +47,7 @@ struct ListStatement {
   SourceLocation where;            ///< the list name
 };
 
-using Statement =
-    std::variant<std::monostate, IncludeStatement, ListStatement, Rule, Threshold>;
+using Statement = std::variant<std::monostate, IncludeStatement, ListStatement, Rule, Threshold>;
 
 /// Deepest nesting of parentheses and `not` the parser accepts.
 inline constexpr int kMaxConditionDepth = 64;

@@ -12,7 +12,9 @@ namespace {
 constexpr std::array<std::string_view, 6> kVariables = {"client_ip", "sender", "rcpt",
                                                         "rule",      "score",  "session"};
 
-bool isVarChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool isVarChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 std::optional<int> parseInt(std::string_view s, int maxDigits) {
   if (s.empty() || static_cast<int>(s.size()) > maxDigits) {
@@ -31,12 +33,18 @@ std::optional<int> parseInt(std::string_view s, int maxDigits) {
 }
 
 const std::string* variable(const ReplyVariables& vars, std::string_view name) {
-  if (name == "client_ip") return &vars.clientIp;
-  if (name == "sender") return &vars.sender;
-  if (name == "rcpt") return &vars.rcpt;
-  if (name == "rule") return &vars.rule;
-  if (name == "score") return &vars.score;
-  if (name == "session") return &vars.session;
+  if (name == "client_ip")
+    return &vars.clientIp;
+  if (name == "sender")
+    return &vars.sender;
+  if (name == "rcpt")
+    return &vars.rcpt;
+  if (name == "rule")
+    return &vars.rule;
+  if (name == "score")
+    return &vars.score;
+  if (name == "session")
+    return &vars.session;
   return nullptr;
 }
 
@@ -91,9 +99,8 @@ std::optional<ReplyTemplate> ReplyTemplate::parse(std::string_view text, std::st
   }
   std::size_t escStart = text.size() > 3 ? 4 : text.size();
   std::size_t escEnd = text.find(' ', escStart);
-  std::string_view escText = text.substr(escStart, escEnd == std::string_view::npos
-                                                       ? std::string_view::npos
-                                                       : escEnd - escStart);
+  std::string_view escText = text.substr(
+      escStart, escEnd == std::string_view::npos ? std::string_view::npos : escEnd - escStart);
   auto esc = EnhancedStatus::parse(escText);
   if (!esc) {
     error = "expected an RFC 3463 enhanced status code after the reply code, e.g. \"" +

@@ -32,7 +32,9 @@ std::string_view toString(RuleAction a) {
   return "?";
 }
 
-std::string Rule::whereShort() const { return where.file + ':' + std::to_string(where.line); }
+std::string Rule::whereShort() const {
+  return where.file + ':' + std::to_string(where.line);
+}
 
 namespace {
 
@@ -41,7 +43,9 @@ constexpr int64_t kRegexSetMaxMem = int64_t{256} << 20;
 /// Deepest include nesting, a guard against runaway globs more than cycles.
 constexpr std::size_t kMaxIncludeDepth = 16;
 
-std::size_t stageIndex(Stage s) { return static_cast<std::size_t>(s); }
+std::size_t stageIndex(Stage s) {
+  return static_cast<std::size_t>(s);
+}
 
 std::string fnv1a(const std::string& data, std::uint64_t& h) {
   for (unsigned char c : data) {
@@ -71,7 +75,9 @@ bool readFile(const std::string& path, std::string& out, std::string& error) {
   return true;
 }
 
-bool hasGlobChars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+bool hasGlobChars(const std::string& s) {
+  return s.find_first_of("*?[") != std::string::npos;
+}
 
 std::vector<std::string> expandGlob(const std::string& pattern) {
   glob_t g{};
@@ -124,7 +130,7 @@ bool validQualifier(std::string_view q) {
 
 struct DeclaredList {
   ListKind kind = ListKind::String;
-  ListPtr list;                         // non-regex kinds
+  ListPtr list;                        // non-regex kinds
   std::vector<RegexPattern> patterns;  // regex kind
   SourceLocation where;
 };
@@ -463,8 +469,8 @@ void RuleSetBuilder::assignRegexGroups(Condition& c, Stage stage, RuleSet::Compi
     RE2::Options options;
     options.set_log_errors(false);
     options.set_max_mem(kRegexSetMaxMem);
-    groups.push_back(RegexGroup{stage, c.field,
-                                std::make_unique<RE2::Set>(options, RE2::UNANCHORED), {}, 0});
+    groups.push_back(
+        RegexGroup{stage, c.field, std::make_unique<RE2::Set>(options, RE2::UNANCHORED), {}, 0});
     it = std::prev(groups.end());
   }
   c.regexGroup = static_cast<std::size_t>(it - groups.begin());
@@ -532,7 +538,9 @@ std::shared_ptr<const RuleSet> RuleSet::loadText(std::string_view text, const st
   return builder.finish();
 }
 
-bool RuleSet::reads(FieldId id) const { return compiled_->readsField[static_cast<std::size_t>(id)]; }
+bool RuleSet::reads(FieldId id) const {
+  return compiled_->readsField[static_cast<std::size_t>(id)];
+}
 
 const std::vector<FieldRef>& RuleSet::fieldsReadAt(Stage stage) const {
   return compiled_->fieldsByStage[stageIndex(stage)];

@@ -44,8 +44,8 @@ struct Rule {
   RuleAction action = RuleAction::Accept;
   std::optional<ReplyTemplate> reply;  ///< as written; empty = the default reply for the action
   double score = 0;                    ///< for RuleAction::Score
-  bool monitor = false;                ///< `then monitor reject ...`: log "would reject", let through
-  SourceLocation where;                ///< the rule id
+  bool monitor = false;  ///< `then monitor reject ...`: log "would reject", let through
+  SourceLocation where;  ///< the rule id
   std::string sourceLine;
   ConditionPtr condition;
   [[nodiscard]] std::string whereShort() const;  ///< "file:line"
@@ -111,7 +111,8 @@ class RuleSet {
   [[nodiscard]] std::size_t ruleCount(Stage stage) const;
 
   /// Runs the rules of `stage`. `trace`, if given, receives every rule's result.
-  StageOutcome evaluate(Stage stage, FactSource& facts, std::vector<RuleTrace>* trace = nullptr) const;
+  StageOutcome evaluate(Stage stage, FactSource& facts,
+                        std::vector<RuleTrace>* trace = nullptr) const;
 
   /// The highest threshold that `score` reaches, if any (reject before tempfail at equal `at`).
   [[nodiscard]] const Threshold* thresholdFor(double score) const;

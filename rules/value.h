@@ -20,7 +20,9 @@ namespace smtpgate::rules {
 
 enum class Tri { False, True, Unknown };
 
-constexpr Tri toTri(bool b) { return b ? Tri::True : Tri::False; }
+constexpr Tri toTri(bool b) {
+  return b ? Tri::True : Tri::False;
+}
 constexpr Tri triNot(Tri t) {
   return t == Tri::Unknown ? Tri::Unknown : (t == Tri::True ? Tri::False : Tri::True);
 }

@@ -1,0 +1,58 @@
+#include "cli/proxy_command.h"
+
+#include <fmt/core.h>
+
+#include "cli/exit_codes.h"
+#include "cli/loaded_config.h"
+#include "proxy/server.h"
+
+namespace smtpgate::cli {
+
+namespace {
+
+struct ProxyOptions {
+  std::string config;
+  unsigned threads = 0;
+};
+
+int runProxy(const ProxyOptions& options) {
+  rules::Diagnostics diags;
+  auto loaded = loadConfigAndRules(options.config, diags);
+  printDiagnostics(diags);
+  if (!loaded || !loaded->rules) {
+    fmt::print(stderr, "smtpgate proxy: fix the errors above first (smtpgate lint)\n");
+    return kExitConfig;
+  }
+  std::string error;
+  auto log = policies::DecisionLog::open(loaded->config.log.decisions, error);
+  if (!log) {
+    fmt::print(stderr, "smtpgate proxy: cannot open decision log {}: {}\n",
+               loaded->config.log.decisions, error);
+    return kExitOsError;
+  }
+  std::string configPath = options.config;
+  auto reload = [configPath]() -> rules::RuleSetPtr {
+    rules::Diagnostics reloadDiags;
+    auto fresh = loadConfigAndRules(configPath, reloadDiags);
+    printDiagnostics(reloadDiags);
+    return fresh ? fresh->rules : nullptr;
+  };
+  proxy::Server server(proxy::settingsFrom(loaded->config), loaded->rules, log.get(), reload,
+                       options.threads);
+  if (!server.bind()) {
+    return kExitOsError;
+  }
+  return server.run();
+}
+
+}  // namespace
+
+void addProxyCommand(CLI::App& app, int& exitCode) {
+  auto options = std::make_shared<ProxyOptions>();
+  CLI::App* cmd = app.add_subcommand("proxy", "Run the SMTP proxy in front of the backend MTA");
+  cmd->add_option("-c,--config", options->config, "Config file");
+  cmd->add_option("--threads", options->threads, "I/O threads (default: one per core)");
+  cmd->callback([options, &exitCode] { exitCode = runProxy(*options); });
+}
+
+}  // namespace smtpgate::cli

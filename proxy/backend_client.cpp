@@ -1,0 +1,199 @@
+#include "proxy/backend_client.h"
+
+#include <boost/asio/connect.hpp>
+
+namespace smtpgate::proxy {
+
+namespace {
+
+// XFORWARD (Postfix XFORWARD_README) is the fallback when the backend does
+// not trust us with XCLIENT: it only changes what Postfix logs.
+std::string xforwardCommand(const XclientFields& client) {
+  std::string line = "XFORWARD ADDR=" + xtextEncode(client.addr);
+  if (client.port) {
+    line += " PORT=" + std::to_string(*client.port);
+  }
+  line +=
+      " NAME=" + (client.name.empty() ? std::string("[UNAVAILABLE]") : xtextEncode(client.name));
+  if (client.helo) {
+    line += " HELO=" + xtextEncode(client.helo->substr(0, limits::kXclientValueMax));
+  }
+  if (client.proto) {
+    line += *client.proto == SmtpProtocol::Esmtp ? " PROTO=ESMTP" : " PROTO=SMTP";
+  }
+  return line;
+}
+
+}  // namespace
+
+BackendClient::BackendClient(asio::any_io_executor executor, BackendOptions options)
+    : options_(std::move(options)), socket_(std::move(executor)) {}
+
+std::optional<BackendReply> BackendClient::fail(std::string what) {
+  lastError_ = std::move(what);
+  close();
+  return std::nullopt;
+}
+
+void BackendClient::close() {
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  inbuf_.clear();
+  parser_.reset();
+}
+
+asio::awaitable<bool> BackendClient::connect() {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options_.host, ec);
+  if (ec) {
+    fail("bad backend address " + options_.host);
+    co_return false;
+  }
+  tcp::endpoint endpoint(address, options_.port);
+  auto [error, unused] = co_await within(
+      [&]() -> asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> {
+        auto [e] = co_await socket_.async_connect(endpoint, kUseTuple);
+        co_return std::tuple{e, std::size_t{0}};
+      }(),
+      options_.connectTimeout);
+  if (error) {
+    fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
+         error.message());
+    co_return false;
+  }
+  // Commands and replies are small and interactive: Nagle would add 40 ms per
+  // round trip (Haraka's single-session figure in the proxy issue).
+  socket_.set_option(tcp::no_delay(true), ec);
+  co_return true;
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration limit) {
+  parser_.reset();
+  for (;;) {
+    if (!inbuf_.empty()) {
+      ParseResult r = parser_.feed(inbuf_);
+      inbuf_.erase(0, r.consumed);
+      if (r.status == ParseStatus::Complete) {
+        co_return parser_.reply();
+      }
+      if (r.status == ParseStatus::Error) {
+        co_return fail("malformed reply from backend");
+      }
+    }
+    char buf[4096];
+    IoResult io = co_await readSome(socket_, asio::buffer(buf), limit);
+    if (!io.ok()) {
+      co_return fail(io.timedOut() ? "backend timed out" : "backend read: " + io.error.message());
+    }
+    inbuf_.append(buf, io.bytes);
+  }
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_view line) {
+  if (!connected()) {
+    co_return fail("backend not connected");
+  }
+  std::string out(line);
+  out += "\r\n";
+  IoResult io = co_await writeAll(socket_, out, options_.commandTimeout);
+  if (!io.ok()) {
+    co_return fail("backend write: " + io.error.message());
+  }
+  co_return co_await readReply(options_.commandTimeout);
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view stuffed) {
+  IoResult io = co_await writeAll(socket_, stuffed, options_.dataTimeout);
+  if (!io.ok()) {
+    co_return fail("backend write during DATA: " + io.error.message());
+  }
+  co_return co_await readReply(options_.dataTimeout);
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::ehlo(std::string_view name) {
+  auto reply = co_await command("EHLO " + std::string(name));
+  if (!reply) {
+    co_return std::nullopt;
+  }
+  if (reply->code != 250) {
+    co_return fail("backend refused EHLO: " + reply->render());
+  }
+  capabilities_ = capabilitiesFromEhlo(*reply);
+  co_return reply;
+}
+
+// XCLIENT when offered (each command answers 220, and the session restarts
+// so EHLO is due again), else XFORWARD (250), else nothing: then Postfix sees
+// the proxy as the client, which is why the xclient setting matters.
+asio::awaitable<bool> BackendClient::introduce(const XclientFields& client) {
+  if (!options_.xclient) {
+    co_return true;
+  }
+  for (const auto& line : xclientCommands(client, capabilities_)) {
+    auto reply = co_await command(line);
+    if (!reply || reply->code / 100 != 2) {  // Postfix answers 220, others 250
+      if (reply) {
+        fail("backend refused XCLIENT: " + reply->render());
+      }
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::open(const XclientFields& client) {
+  if (!co_await connect()) {
+    co_return std::nullopt;
+  }
+  auto banner = co_await readReply(options_.connectTimeout);
+  if (!banner) {
+    co_return std::nullopt;
+  }
+  if (banner->code != 220) {
+    co_return fail("backend banner: " + banner->render());
+  }
+  auto first = co_await ehlo(options_.ehloName);
+  if (!first || !options_.xclient) {
+    co_return first;
+  }
+  if (capabilityParams(capabilities_, "XCLIENT")) {
+    if (!co_await introduce(client)) {
+      co_return std::nullopt;
+    }
+    co_return co_await ehlo(client.helo.value_or(options_.ehloName));
+  }
+  if (capabilityParams(capabilities_, "XFORWARD")) {
+    auto reply = co_await command(xforwardCommand(client));
+    if (!reply || reply->code != 250) {
+      co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
+    }
+  }
+  co_return first;
+}
+
+asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {
+  if (!co_await connect()) {
+    co_return std::nullopt;
+  }
+  auto banner = co_await readReply(options_.connectTimeout);
+  if (!banner || banner->code != 220) {
+    fail(banner ? "backend banner: " + banner->render() : lastError_);
+    co_return std::nullopt;
+  }
+  if (!co_await ehlo(options_.ehloName)) {
+    co_return std::nullopt;
+  }
+  auto caps = capabilities_;
+  co_await quit();
+  co_return caps;
+}
+
+asio::awaitable<void> BackendClient::quit() {
+  if (connected()) {
+    co_await command("QUIT");
+  }
+  close();
+}
+
+}  // namespace smtpgate::proxy

@@ -1,0 +1,81 @@
+#pragma once
+/// BackendClient — the proxy's SMTP client to the backend MTA (Postfix).
+///
+/// One per client session, connected lazily at the session's first MAIL (a
+/// session refused earlier never costs a backend connection). `open()`
+/// connects, reads the banner, says EHLO, hands over the real client with
+/// XCLIENT (or XFORWARD) and says EHLO again with the client's HELO name, so
+/// Postfix logs and applies its restrictions to the real client; the proxy
+/// needs no place in the backend's mynetworks. Afterwards `command()` sends
+/// one line and returns the backend's reply, parsed strictly (a malformed
+/// reply is a failure, never relayed). `sendMessage()` writes an already
+/// dot-stuffed message and returns the final reply.
+///
+/// Every operation has a deadline; any failure (refused connection, timeout,
+/// bad reply, EOF) leaves the client closed and is reported as nullopt with
+/// `lastError()` saying what happened. Runs on the session's strand.
+///
+/// SECURITY: backend replies are untrusted bytes too: bounded by
+/// ReplyParser's limits; lines we send never contain CR or LF except as the
+/// terminator (commands come from the validated client line or from xtext).
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "proxy/reply_parser.h"
+#include "proxy/timed_io.h"
+#include "proxy/xtext.h"
+
+namespace smtpgate::proxy {
+
+struct BackendOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 25;
+  std::string ehloName = "localhost";  ///< our name, for the first EHLO
+  bool xclient = true;                 ///< hand over the client with XCLIENT/XFORWARD
+  Duration connectTimeout = std::chrono::seconds(30);
+  Duration commandTimeout = std::chrono::seconds(300);  ///< Postfix smtp_*_timeout = 300s
+  Duration dataTimeout = std::chrono::seconds(600);     ///< smtp_data_done_timeout = 600s
+};
+
+class BackendClient {
+ public:
+  BackendClient(asio::any_io_executor executor, BackendOptions options);
+
+  /// Connects and introduces the client. Nullopt on any failure; otherwise
+  /// the reply to the final EHLO.
+  asio::awaitable<std::optional<BackendReply>> open(const XclientFields& client);
+  /// Connects, says EHLO, returns the capabilities and says QUIT.
+  asio::awaitable<std::optional<std::set<std::string>>> probe();
+
+  /// Sends one command line (without CRLF) and reads the reply.
+  asio::awaitable<std::optional<BackendReply>> command(std::string_view line);
+  /// Writes a dot-stuffed message (ending in CRLF.CRLF) and reads the final reply.
+  asio::awaitable<std::optional<BackendReply>> sendMessage(std::string_view stuffed);
+  /// QUIT, politely, ignoring the answer; then close.
+  asio::awaitable<void> quit();
+
+  [[nodiscard]] bool connected() const { return socket_.is_open(); }
+  [[nodiscard]] const std::set<std::string>& capabilities() const { return capabilities_; }
+  [[nodiscard]] const std::string& lastError() const { return lastError_; }
+  void close();
+
+ private:
+  asio::awaitable<bool> connect();
+  asio::awaitable<std::optional<BackendReply>> readReply(Duration limit);
+  asio::awaitable<std::optional<BackendReply>> ehlo(std::string_view name);
+  asio::awaitable<bool> introduce(const XclientFields& client);
+  std::optional<BackendReply> fail(std::string what);
+
+  BackendOptions options_;
+  tcp::socket socket_;
+  ReplyParser parser_;
+  std::string inbuf_;
+  std::set<std::string> capabilities_;
+  std::string lastError_;
+};
+
+}  // namespace smtpgate::proxy

@@ -1,0 +1,105 @@
+#pragma once
+/// ProxyContext — what all sessions of one proxy share, and nothing else
+/// (STYLE.md G8): the settings (immutable), the current RuleSet snapshot
+/// (swapped whole on reload; a session keeps the one it started with), the
+/// backend's last known capabilities, the decision log, the per-client
+/// connection counts, and atomic counters. Thread-safe.
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "policies/config.h"
+#include "policies/decision_log.h"
+#include "proxy/backend_client.h"
+#include "proxy/data_framer.h"
+#include "proxy/limits.h"
+#include "rules/rule_set.h"
+
+namespace smtpgate::proxy {
+
+struct ProxySettings {
+  std::string hostname;  ///< in the banner and EHLO reply
+  std::vector<policies::HostPort> listen;
+  BackendOptions backend;
+  std::uint64_t maxMessageSize = limits::kMessageSizeMax;
+  std::size_t maxRecipients = limits::kRecipientsMax;
+  /// Errors (unknown commands, bad syntax, refused commands) before "421 4.7.0
+  /// Too many errors" and close. Postfix: smtpd_hard_error_limit = 20.
+  std::size_t maxErrors = 20;
+  Duration commandTimeout = std::chrono::seconds(limits::kCommandTimeoutSeconds);
+  /// Time for the whole message after 354. Postfix has no single knob; its
+  /// smtpd_timeout applies per read, which a slow drip can stretch forever.
+  Duration dataTimeout = std::chrono::minutes(10);
+  /// A session older than this is closed with 421 (a watchdog, not Postfix).
+  Duration sessionLifetime = std::chrono::hours(1);
+  std::size_t maxConnections = 1000;     ///< Postfix: default_process_limit = 100
+  std::size_t maxConnectionsPerIp = 50;  ///< Postfix: smtpd_client_connection_count_limit = 50
+  BareLinePolicy bareLines = BareLinePolicy::Reject;
+  bool dryRun = false;
+  Duration shutdownGrace = std::chrono::seconds(30);
+  Duration backendProbeInterval = std::chrono::seconds(60);
+};
+
+/// Builds the proxy settings from the configuration.
+ProxySettings settingsFrom(const policies::Config& config);
+
+class ProxyContext {
+ public:
+  ProxyContext(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log)
+      : settings_(std::move(settings)), rules_(std::move(rules)), log_(log) {}
+
+  [[nodiscard]] const ProxySettings& settings() const { return settings_; }
+
+  [[nodiscard]] rules::RuleSetPtr rules() const {
+    std::lock_guard lock(mutex_);
+    return rules_;
+  }
+  void setRules(rules::RuleSetPtr rules) {
+    std::lock_guard lock(mutex_);
+    rules_ = std::move(rules);
+  }
+
+  [[nodiscard]] std::optional<std::set<std::string>> backendCapabilities() const {
+    std::lock_guard lock(mutex_);
+    return backendCapabilities_;
+  }
+  void setBackendCapabilities(std::optional<std::set<std::string>> caps) {
+    std::lock_guard lock(mutex_);
+    backendCapabilities_ = std::move(caps);
+  }
+
+  /// Writes a decision line; failures are counted, never fatal.
+  void log(const policies::DecisionRecord& record) {
+    if (log_ != nullptr && !log_->write(record)) {
+      logErrors.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  /// Admits a connection from `ip` within the total and per-IP limits.
+  bool admit(const std::string& ip);
+  void release(const std::string& ip);
+
+  std::atomic<std::size_t> openSessions{0};
+  std::atomic<std::uint64_t> totalSessions{0};
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> backendErrors{0};
+  std::atomic<std::uint64_t> logErrors{0};
+  std::atomic<std::uint64_t> possibleDuplicates{0};
+
+ private:
+  ProxySettings settings_;
+  mutable std::mutex mutex_;
+  rules::RuleSetPtr rules_;
+  std::optional<std::set<std::string>> backendCapabilities_;
+  policies::DecisionLog* log_;
+  std::map<std::string, std::size_t> perIp_;
+  std::size_t connections_ = 0;
+};
+
+}  // namespace smtpgate::proxy

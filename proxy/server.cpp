@@ -1,0 +1,204 @@
+#include "proxy/server.h"
+
+#include <fmt/core.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <csignal>
+#include <thread>
+
+#include "proxy/smtp_session.h"
+
+namespace smtpgate::proxy {
+
+namespace {
+
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+constexpr auto kDrainPoll = std::chrono::milliseconds(50);
+
+std::string describe(const tcp::endpoint& e) {
+  return e.address().is_v6() ? "[" + e.address().to_string() + "]:" + std::to_string(e.port())
+                             : e.address().to_string() + ":" + std::to_string(e.port());
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
+       ReloadFunction reload, unsigned threads)
+      : threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
+        io(static_cast<int>(threadCount)),
+        context(std::move(settings), std::move(rules), log),
+        logFile(log),
+        reloadRules(std::move(reload)),
+        signals(io, SIGTERM, SIGINT, SIGHUP) {
+    signals.add(SIGUSR1);
+  }
+
+  asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor);
+  asio::awaitable<void> signalLoop();
+  asio::awaitable<void> probeLoop();
+  asio::awaitable<void> drain();
+  void spawnSession(tcp::socket socket);
+
+  unsigned threadCount;
+  asio::io_context io;
+  ProxyContext context;
+  policies::DecisionLog* logFile;
+  ReloadFunction reloadRules;
+  asio::signal_set signals;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  bool stopping = false;
+};
+
+void Server::Impl::spawnSession(tcp::socket socket) {
+  auto session = std::make_shared<SmtpSession>(std::move(socket), context);
+  asio::co_spawn(
+      session->executor(), [session]() -> asio::awaitable<void> { co_await session->run(); },
+      asio::detached);
+}
+
+asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), kUseTuple);
+    if (ec == asio::error::operation_aborted || stopping) {
+      co_return;
+    }
+    if (ec) {
+      // EMFILE and friends: back off instead of spinning on the error.
+      asio::steady_timer backoff(io, kAcceptBackoff);
+      co_await backoff.async_wait(kUseTuple);
+      continue;
+    }
+    spawnSession(std::move(socket));
+  }
+}
+
+asio::awaitable<void> Server::Impl::drain() {
+  auto deadline = std::chrono::steady_clock::now() + context.settings().shutdownGrace;
+  asio::steady_timer poll(io);
+  while (context.openSessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    poll.expires_after(kDrainPoll);
+    co_await poll.async_wait(kUseTuple);
+  }
+  io.stop();  // sessions still open past the grace are cancelled
+}
+
+asio::awaitable<void> Server::Impl::signalLoop() {
+  for (;;) {
+    auto [ec, signo] = co_await signals.async_wait(kUseTuple);
+    if (ec) {
+      co_return;
+    }
+    if (signo == SIGHUP) {
+      if (auto fresh = reloadRules ? reloadRules() : nullptr) {
+        context.setRules(fresh);
+        fmt::print(stderr, "smtpgate: reloaded rules, ruleset {}\n", fresh->hash());
+      } else {
+        fmt::print(stderr, "smtpgate: reload failed, keeping the current rules\n");
+      }
+      continue;
+    }
+    if (signo == SIGUSR1) {
+      if (logFile != nullptr) {
+        logFile->requestReopen();
+      }
+      continue;
+    }
+    fmt::print(stderr, "smtpgate: stopping, {} session(s) open\n", context.openSessions.load());
+    stopping = true;
+    for (auto& a : acceptors) {
+      boost::system::error_code ignored;
+      a->close(ignored);
+    }
+    co_await drain();
+    co_return;
+  }
+}
+
+asio::awaitable<void> Server::Impl::probeLoop() {
+  asio::steady_timer timer(io);
+  while (!stopping) {
+    BackendClient probe(io.get_executor(), context.settings().backend);
+    auto caps = co_await probe.probe();
+    if (caps) {
+      context.setBackendCapabilities(std::move(caps));
+    } else {
+      fmt::print(stderr, "smtpgate: backend probe failed: {}\n", probe.lastError());
+    }
+    timer.expires_after(context.settings().backendProbeInterval);
+    co_await timer.async_wait(kUseTuple);
+  }
+}
+
+Server::Server(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
+               ReloadFunction reload, unsigned threads)
+    : impl_(std::make_unique<Impl>(std::move(settings), std::move(rules), log, std::move(reload),
+                                   threads)) {}
+
+Server::~Server() = default;
+
+bool Server::bind() {
+  for (const auto& hp : impl_->context.settings().listen) {
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(hp.host, ec);
+    if (ec) {
+      fmt::print(stderr, "smtpgate: cannot listen on {}: not an IP address\n", hp.host);
+      return false;
+    }
+    auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
+    tcp::endpoint endpoint(address, hp.port);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec && address.is_v6()) {
+      acceptor->set_option(asio::ip::v6_only(true), ec);
+    }
+    acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) {
+      acceptor->bind(endpoint, ec);
+    }
+    if (!ec) {
+      acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      fmt::print(stderr, "smtpgate: cannot listen on {}: {}\n", describe(endpoint), ec.message());
+      return false;
+    }
+    fmt::print(stderr, "smtpgate: listening on {}\n", describe(acceptor->local_endpoint()));
+    impl_->acceptors.push_back(std::move(acceptor));
+  }
+  return !impl_->acceptors.empty();
+}
+
+std::vector<tcp::endpoint> Server::endpoints() const {
+  std::vector<tcp::endpoint> out;
+  for (const auto& a : impl_->acceptors) {
+    out.push_back(a->local_endpoint());
+  }
+  return out;
+}
+
+int Server::run() {
+  for (auto& a : impl_->acceptors) {
+    asio::co_spawn(impl_->io, impl_->acceptLoop(*a), asio::detached);
+  }
+  asio::co_spawn(impl_->io, impl_->signalLoop(), asio::detached);
+  asio::co_spawn(impl_->io, impl_->probeLoop(), asio::detached);
+  fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",
+             impl_->context.settings().backend.host, impl_->context.settings().backend.port,
+             impl_->threadCount);
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < impl_->threadCount; ++i) {
+    threads.emplace_back([this] { impl_->io.run(); });
+  }
+  impl_->io.run();
+  for (auto& t : threads) {
+    t.join();
+  }
+  return 0;
+}
+
+}  // namespace smtpgate::proxy

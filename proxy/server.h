@@ -1,0 +1,46 @@
+#pragma once
+/// Server — the proxy process: listeners, io threads, signals, reload.
+///
+/// Binds every `[proxy] listen` address (IPv4 and IPv6; port 0 picks a free
+/// port, reported on stderr as "listening on ADDR:PORT"), runs one
+/// io_context on `threads` threads (default: the number of cores) and gives
+/// each accepted connection its own strand and SmtpSession. Accept errors back
+/// off 100 ms instead of spinning (STYLE.md G8).
+///
+/// Signals: SIGTERM/SIGINT stop accepting and let open sessions finish up to
+/// the shutdown grace, then cancel them; SIGHUP calls the reload function and
+/// swaps in the new RuleSet only if it loaded without errors (the old set
+/// stays otherwise, and the diagnostics go to stderr); SIGUSR1 reopens the
+/// decision log (logrotate). The backend's EHLO capabilities are probed at
+/// start-up and every `backendProbeInterval`.
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "proxy/proxy_context.h"
+
+namespace smtpgate::proxy {
+
+/// Loads the rules anew; nullptr (with diagnostics already reported) on errors.
+using ReloadFunction = std::function<rules::RuleSetPtr()>;
+
+class Server {
+ public:
+  Server(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
+         ReloadFunction reload, unsigned threads = 0);
+  ~Server();
+
+  /// Binds the listeners; false (with a message on stderr) if one can't be bound.
+  bool bind();
+  /// Serves until SIGTERM/SIGINT; returns the process exit code.
+  int run();
+  /// The addresses actually bound (port 0 resolved).
+  [[nodiscard]] std::vector<tcp::endpoint> endpoints() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace smtpgate::proxy

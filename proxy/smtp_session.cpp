@@ -1,0 +1,510 @@
+#include "proxy/smtp_session.h"
+
+#include <fmt/core.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "proxy/dot_stuffer.h"
+#include "proxy/extensions.h"
+
+namespace smtpgate::proxy {
+
+namespace {
+
+using policies::Action;
+using policies::Verdict;
+
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+/// The command table (STYLE.md G3/G11): what each verb needs before it may run.
+struct CommandSpec {
+  Verb verb;
+  bool needsHelo;
+  bool needsMail;
+  bool needsRcpt;
+};
+
+constexpr CommandSpec kCommands[] = {
+    {Verb::Helo, false, false, false},     {Verb::Ehlo, false, false, false},
+    {Verb::Mail, true, false, false},      {Verb::Rcpt, true, true, false},
+    {Verb::Data, true, true, true},        {Verb::Rset, false, false, false},
+    {Verb::Noop, false, false, false},     {Verb::Quit, false, false, false},
+    {Verb::Help, false, false, false},     {Verb::Vrfy, false, false, false},
+    {Verb::Expn, false, false, false},     {Verb::StartTls, false, false, false},
+    {Verb::Auth, false, false, false},     {Verb::Xclient, false, false, false},
+    {Verb::Xforward, false, false, false}, {Verb::Bdat, false, false, false},
+};
+
+const CommandSpec* specFor(Verb verb) {
+  for (const auto& spec : kCommands) {
+    if (spec.verb == verb) {
+      return &spec;
+    }
+  }
+  return nullptr;
+}
+
+std::string rcptAddress(const ParsedCommand& c) {
+  return c.path.address;
+}
+
+}  // namespace
+
+SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
+    : socket_(std::move(socket)),
+      context_(context),
+      settings_(context.settings()),
+      policy_(context.rules(), policies::newSessionId(), {context.settings().dryRun, "proxy"}) {
+  boost::system::error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  auto address = remote.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  clientIp_ = ec ? std::string("0.0.0.0") : address.to_string();
+  socket_.set_option(tcp::no_delay(true), ec);
+  context_.openSessions.fetch_add(1, std::memory_order_relaxed);
+  context_.totalSessions.fetch_add(1, std::memory_order_relaxed);
+}
+
+SmtpSession::~SmtpSession() {
+  if (admitted_) {
+    context_.release(clientIp_);
+  }
+  context_.openSessions.fetch_sub(1, std::memory_order_relaxed);
+}
+
+asio::awaitable<void> SmtpSession::run() {
+  using namespace asio::experimental::awaitable_operators;
+  bool failed = false;
+  try {
+    asio::steady_timer lifetime(socket_.get_executor(), settings_.sessionLifetime);
+    auto result = co_await (serve() || lifetime.async_wait(kUseTuple));
+    if (result.index() == 1) {
+      outbuf_.clear();
+      reply("421 4.4.2 " + settings_.hostname + " Error: session too long, closing");
+      co_await flush();
+    }
+  } catch (const std::exception&) {
+    failed = true;  // G8: anything escaping closes this session with 421, never the server
+  }
+  if (failed && socket_.is_open()) {
+    outbuf_ = "421 4.3.0 " + settings_.hostname + " Error: internal error, closing\r\n";
+    co_await flush();
+  }
+  if (backend_) {
+    co_await backend_->quit();
+  }
+  boost::system::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+asio::awaitable<void> SmtpSession::serve() {
+  if (co_await greet() == Next::Close) {
+    co_await flush();
+    co_return;
+  }
+  CommandLine line;
+  while (co_await readCommand(line)) {
+    ParsedCommand command = parseCommand(line.text);
+    Next next = command.ok() ? co_await dispatch(command, line.text)
+                             : error(replyFor(command.error).line());
+    if (next == Next::Close) {
+      break;
+    }
+  }
+  co_await flush();
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
+  admitted_ = context_.admit(clientIp_);
+  if (!admitted_) {
+    reply("421 4.7.0 " + settings_.hostname + " Error: too many connections, try again later");
+    co_return Next::Close;
+  }
+  boost::system::error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  auto local = socket_.local_endpoint(ec);
+  // A client that talks before the banner is a spam bot more often than not
+  // (postscreen's pregreet test); rules decide what it means.
+  bool pregreet = socket_.available(ec) > 0;
+  policies::ConnectInfo info{*rules::IpAddress::parse(clientIp_), remote.port(), local.port(),
+                             pregreet};
+  Verdict v = policy_.onConnect(info);
+  logDecision(v);
+  if (v.action == Action::Tempfail) {
+    reply("421 " + v.reply->esc.toString() + " " + v.reply->text);
+    co_return Next::Close;
+  }
+  if (v.action == Action::Reject) {
+    // RFC 5321 3.1: after a 554 banner, wait for QUIT and refuse the rest.
+    refusedAtConnect_ = true;
+    reply("554 " + v.reply->esc.toString() + " " + v.reply->text);
+    co_return Next::Continue;
+  }
+  reply("220 " + settings_.hostname + " ESMTP smtpgate");
+  co_return Next::Continue;
+}
+
+asio::awaitable<bool> SmtpSession::fill(Duration limit) {
+  char buf[kReadChunk];
+  IoResult io = co_await readSome(socket_, asio::buffer(buf), limit);
+  if (!io.ok()) {
+    if (io.timedOut()) {
+      reply("421 4.4.2 " + settings_.hostname + " Error: timeout exceeded");
+      co_await flush();
+    }
+    co_return false;
+  }
+  inbuf_.append(buf, io.bytes);
+  co_return true;
+}
+
+asio::awaitable<bool> SmtpSession::flush() {
+  if (outbuf_.empty() || !socket_.is_open()) {
+    co_return true;
+  }
+  std::string out = std::move(outbuf_);
+  outbuf_.clear();
+  IoResult io = co_await writeAll(socket_, out, settings_.commandTimeout);
+  co_return io.ok();
+}
+
+asio::awaitable<bool> SmtpSession::readCommand(CommandLine& line) {
+  for (;;) {
+    if (!inbuf_.empty()) {
+      ParseResult r = lines_.feed(inbuf_);
+      inbuf_.erase(0, r.consumed);
+      if (r.status == ParseStatus::Complete) {
+        line = lines_.line();
+        co_return true;
+      }
+      if (r.status == ParseStatus::Error) {
+        if (error(replyFor(lines_.error()).line()) == Next::Close) {
+          co_await flush();
+          co_return false;
+        }
+        continue;
+      }
+    }
+    // Nothing complete is buffered: answer what was pipelined, then wait.
+    if (!co_await flush() || !co_await fill(settings_.commandTimeout)) {
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& command,
+                                                         const std::string& line) {
+  if (refusedAtConnect_ && command.verb != Verb::Quit) {
+    co_return error("503 5.7.0 Error: access denied, send QUIT");
+  }
+  const CommandSpec* spec = specFor(command.verb);
+  if (spec == nullptr) {
+    co_return error("500 5.5.2 Error: command not recognized");
+  }
+  if (spec->needsHelo && !heloSeen_) {
+    co_return error("503 5.5.1 Error: send HELO/EHLO first");
+  }
+  if (spec->needsMail && !inTransaction_) {
+    co_return error("503 5.5.1 Error: need MAIL command");
+  }
+  if (spec->needsRcpt && rcpts_ == 0) {
+    co_return error("554 5.5.1 Error: no valid recipients");
+  }
+  switch (command.verb) {
+    case Verb::Helo:
+    case Verb::Ehlo:
+      co_return co_await onHelo(command, command.verb == Verb::Ehlo);
+    case Verb::Mail:
+      co_return co_await onMail(command, line);
+    case Verb::Rcpt:
+      co_return co_await onRcpt(command, line);
+    case Verb::Data:
+      co_return co_await onData();
+    case Verb::Rset:
+      co_return co_await onRset();
+    case Verb::Noop:
+      reply("250 2.0.0 Ok");
+      co_return Next::Continue;
+    case Verb::Quit:
+      reply("221 2.0.0 Bye");
+      co_return Next::Close;
+    case Verb::Help:
+      reply("214 2.0.0 See RFC 5321");
+      co_return Next::Continue;
+    case Verb::Vrfy:
+      reply("252 2.0.0 Send some mail, I'll try my best");
+      co_return Next::Continue;
+    case Verb::Xclient:
+    case Verb::Xforward:
+      co_return error("550 5.7.0 Error: insufficient authorization");
+    case Verb::StartTls:
+      co_return error("454 4.7.0 TLS not available");
+    case Verb::Auth:
+      co_return error("503 5.5.1 Error: authentication not enabled");
+    default:
+      co_return error("502 5.5.1 Error: command not implemented");
+  }
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& command,
+                                                       bool extended) {
+  co_await resetTransaction();  // HELO/EHLO resets any transaction (RFC 5321 4.1.4)
+  Verdict v = policy_.onHelo(command.argument);
+  logDecision(v);
+  if (v.refuses()) {
+    replyVerdict(v);
+    co_return Next::Continue;
+  }
+  heloSeen_ = true;
+  esmtp_ = extended;
+  auto backendCaps = context_.backendCapabilities();
+  sizeLimit_ = effectiveSizeLimit(backendCaps, settings_.maxMessageSize);
+  if (!extended) {
+    reply("250 " + settings_.hostname);
+    co_return Next::Continue;
+  }
+  extensions_ = advertisedExtensions(backendCaps, {settings_.maxMessageSize, false});
+  std::string out = "250-" + settings_.hostname + "\r\n";
+  for (std::size_t i = 0; i < extensions_.size(); ++i) {
+    out += (i + 1 == extensions_.size() ? "250 " : "250-") + extensions_[i] + "\r\n";
+  }
+  outbuf_ += out;
+  co_return Next::Continue;
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& command,
+                                                       const std::string& line) {
+  if (inTransaction_) {
+    co_return error("503 5.5.1 Error: nested MAIL command");
+  }
+  if (command.size && sizeLimit_ && *command.size > sizeLimit_) {
+    co_return error("552 5.3.4 Message size exceeds fixed limit");
+  }
+  if ((command.smtputf8 && !advertises(extensions_, "SMTPUTF8")) ||
+      (command.body == BodyType::EightBitMime && !advertises(extensions_, "8BITMIME")) ||
+      (!command.params.empty() && !esmtp_)) {
+    co_return error("555 5.5.4 Unsupported option");
+  }
+  Verdict v =
+      policy_.onMail(command.path.address, command.size ? static_cast<double>(*command.size) : 0);
+  logDecision(v);
+  if (v.refuses()) {
+    replyVerdict(v);
+    co_return Next::Continue;
+  }
+  if (!co_await ensureBackend()) {
+    policy_.onReset();
+    co_return error("451 4.3.0 Error: queue file write error, try again later");
+  }
+  auto answer = co_await backend_->command(line);
+  if (!answer) {
+    policy_.onReset();
+    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    co_return error("451 4.4.2 Error: lost connection to the mail server, try again later");
+  }
+  relay(*answer);
+  if (answer->code / 100 == 2) {
+    inTransaction_ = true;
+    smtputf8_ = command.smtputf8;
+    rcpts_ = 0;
+  } else {
+    policy_.onReset();
+  }
+  co_return Next::Continue;
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& command,
+                                                       const std::string& line) {
+  if (rcpts_ >= settings_.maxRecipients) {
+    reply("452 4.5.3 Error: too many recipients");
+    co_return Next::Continue;
+  }
+  if (command.path.needsSmtputf8 && !smtputf8_) {
+    co_return error(replyFor(SyntaxError::RecipientNeedsSmtputf8).line());
+  }
+  Verdict v = policy_.onRcpt(rcptAddress(command));
+  logDecision(v);
+  if (v.refuses()) {
+    replyVerdict(v);
+    co_return Next::Continue;
+  }
+  auto answer = co_await backend_->command(line);
+  if (!answer) {
+    endTransaction();
+    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    co_return error("451 4.4.2 Error: lost connection to the mail server, try again later");
+  }
+  relay(*answer);
+  if (answer->code / 100 == 2) {
+    ++rcpts_;
+  } else {
+    policy_.dropLastRcpt();  // the backend's own checks refused it (unknown user, ...)
+  }
+  co_return Next::Continue;
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
+  reply("354 End data with <CR><LF>.<CR><LF>");
+  DataLimits limits;
+  limits.maxSize = sizeLimit_ ? sizeLimit_ : UINT64_MAX;
+  limits.bareLines = settings_.bareLines;
+  DataFramer framer(limits);
+  StringSink message;
+  auto deadline = std::chrono::steady_clock::now() + settings_.dataTimeout;
+  for (;;) {
+    ParseResult r = framer.feed(inbuf_, message);
+    inbuf_.erase(0, r.consumed);
+    if (r.status == ParseStatus::Complete) {
+      break;
+    }
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (!co_await flush() || left <= Duration::zero() ||
+        !co_await fill(std::min<Duration>(left, settings_.commandTimeout))) {
+      co_await resetBackend();  // client gone mid-DATA: nothing is delivered
+      endTransaction();
+      co_return Next::Close;
+    }
+  }
+  if (framer.error() != DataError::None) {
+    co_await resetBackend();
+    endTransaction();
+    co_return error(replyFor(framer.error()).line());
+  }
+  co_return co_await relayMessage(message.data());
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(const std::string& message) {
+  Verdict v = policy_.onEndOfData(message);
+  if (v.refuses()) {
+    logDecision(v);
+    replyVerdict(v);
+    co_await resetBackend();
+    endTransaction();
+    co_return Next::Continue;
+  }
+  logDecision(v);  // would-* verdicts of monitor rules and dry-run
+  auto go = co_await backend_->command("DATA");
+  if (!go || go->code != 354) {
+    if (go) {
+      relay(*go);
+    } else {
+      reply("451 4.4.2 Error: lost connection to the mail server, try again later");
+    }
+    endTransaction();
+    co_return Next::Continue;
+  }
+  auto done = co_await backend_->sendMessage(dotStuff(message));
+  if (!done) {
+    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    reply("451 4.4.2 Error: lost connection to the mail server during DATA, try again later");
+    endTransaction();
+    co_return Next::Continue;
+  }
+  relay(*done);
+  if (done->code / 100 != 2) {
+    endTransaction();
+    co_return Next::Continue;
+  }
+  // The backend has the message now. If the client never hears our 250 it
+  // will send again: log that, so the admin can explain the duplicate.
+  bool replyLost = !co_await flush();
+  context_.delivered.fetch_add(1, std::memory_order_relaxed);
+  context_.possibleDuplicates.fetch_add(replyLost ? 1 : 0, std::memory_order_relaxed);
+  logDelivery(v, queueIdFromReply(*done), replyLost);
+  endTransaction();
+  co_return replyLost ? Next::Close : Next::Continue;
+}
+
+asio::awaitable<void> SmtpSession::resetTransaction() {
+  co_await resetBackend();
+  endTransaction();
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::onRset() {
+  co_await resetTransaction();
+  reply("250 2.0.0 Ok");
+  co_return Next::Continue;
+}
+
+asio::awaitable<bool> SmtpSession::ensureBackend() {
+  if (backend_ && backend_->connected()) {
+    co_return true;
+  }
+  backend_ = std::make_unique<BackendClient>(socket_.get_executor(), settings_.backend);
+  XclientFields client;
+  client.addr = clientIp_;
+  boost::system::error_code ec;
+  client.port = socket_.remote_endpoint(ec).port();
+  client.helo = policy_.session().helo;
+  client.proto = esmtp_ ? SmtpProtocol::Esmtp : SmtpProtocol::Smtp;
+  if (!co_await backend_->open(client)) {
+    fmt::print(stderr, "smtpgate: session {}: backend: {}\n", policy_.session().id,
+               backend_->lastError());
+    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    co_return false;
+  }
+  context_.setBackendCapabilities(backend_->capabilities());
+  co_return true;
+}
+
+asio::awaitable<void> SmtpSession::resetBackend() {
+  if (backend_ && backend_->connected() && inTransaction_) {
+    auto answer = co_await backend_->command("RSET");
+    if (!answer || answer->code != 250) {
+      backend_->close();  // a backend that won't reset gets a fresh connection next time
+    }
+  }
+}
+
+void SmtpSession::endTransaction() {
+  inTransaction_ = false;
+  smtputf8_ = false;
+  rcpts_ = 0;
+  policy_.onReset();
+}
+
+SmtpSession::Next SmtpSession::error(std::string_view line) {
+  reply(line);
+  if (++errors_ >= settings_.maxErrors) {
+    reply("421 4.7.0 " + settings_.hostname + " Error: too many errors");
+    return Next::Close;
+  }
+  return Next::Continue;
+}
+
+void SmtpSession::replyVerdict(const Verdict& verdict) {
+  if (verdict.reply) {
+    reply(*verdict.reply);
+  }
+}
+
+void SmtpSession::reply(const policies::Reply& r) {
+  reply(r.line());
+}
+
+void SmtpSession::reply(std::string_view line) {
+  outbuf_.append(line);
+  outbuf_ += "\r\n";
+}
+
+void SmtpSession::relay(const BackendReply& r) {
+  outbuf_ += r.render();
+}
+
+void SmtpSession::logDecision(const Verdict& verdict) {
+  if (verdict.refuses() || verdict.wouldBe) {
+    context_.log(policy_.record(verdict));
+  }
+}
+
+void SmtpSession::logDelivery(const Verdict& verdict, std::string queueId, bool replyLost) {
+  policies::DecisionRecord record = policy_.record(verdict);
+  record.action = replyLost ? "possible-duplicate" : "deliver";
+  record.queueId = std::move(queueId);
+  context_.log(record);
+}
+
+}  // namespace smtpgate::proxy

@@ -1,0 +1,102 @@
+#pragma once
+/// SmtpSession — one client connection of the proxy, as one coroutine.
+///
+/// Speaks RFC 5321 to the client, asks the Policy at every stage, and relays
+/// what the Policy lets through to the backend over a BackendClient, opened
+/// at the session's first MAIL. The invariant: the client hears 250 for a
+/// message only after the backend said 250 for it. The message is held in
+/// memory (bounded by the size limit), checked at end of DATA, and written
+/// to the backend by the proxy itself, re-dot-stuffed with CRLF line ends, so
+/// the backend never sees a different end of data than the proxy saw.
+///
+/// Lifetime: created by the Server for an accepted socket, runs on its own
+/// strand, ends when the client quits, errs too often, times out, or the
+/// session lifetime passes (421). Every read and write has a deadline.
+/// Replies to pipelined commands are queued and written in order, in one
+/// write, when the proxy would otherwise wait for the client.
+///
+/// SECURITY: every client byte is hostile until parsed: command lines are
+/// bounded (LineReader), commands parsed by one parser, DATA framed by
+/// DataFramer (bare CR/LF refused or normalised, CVE-2023-51764), XCLIENT and
+/// XFORWARD from the client refused, and nothing the client sends reaches
+/// the backend except validated command lines and the re-stuffed message.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policies/policy.h"
+#include "proxy/backend_client.h"
+#include "proxy/command_parser.h"
+#include "proxy/line_reader.h"
+#include "proxy/proxy_context.h"
+
+namespace smtpgate::proxy {
+
+class SmtpSession {
+ public:
+  SmtpSession(tcp::socket socket, ProxyContext& context);
+  ~SmtpSession();
+  SmtpSession(const SmtpSession&) = delete;
+  SmtpSession& operator=(const SmtpSession&) = delete;
+
+  /// Serves the client until the session ends; never throws.
+  asio::awaitable<void> run();
+  /// The session's strand.
+  [[nodiscard]] asio::any_io_executor executor() { return socket_.get_executor(); }
+
+ private:
+  enum class Next { Continue, Close };
+
+  asio::awaitable<void> serve();
+  asio::awaitable<Next> greet();
+  asio::awaitable<bool> readCommand(CommandLine& line);
+  asio::awaitable<bool> fill(Duration limit);
+  asio::awaitable<bool> flush();
+  asio::awaitable<Next> dispatch(const ParsedCommand& command, const std::string& line);
+
+  asio::awaitable<Next> onHelo(const ParsedCommand& command, bool extended);
+  asio::awaitable<Next> onMail(const ParsedCommand& command, const std::string& line);
+  asio::awaitable<Next> onRcpt(const ParsedCommand& command, const std::string& line);
+  asio::awaitable<Next> onData();
+  asio::awaitable<Next> onRset();
+  asio::awaitable<Next> relayMessage(const std::string& message);
+  asio::awaitable<bool> ensureBackend();
+  asio::awaitable<void> resetBackend();
+  asio::awaitable<void> resetTransaction();
+
+  /// The one place a Verdict becomes a reply line (STYLE.md G3).
+  void replyVerdict(const policies::Verdict& verdict);
+  void reply(std::string_view line);
+  void reply(const policies::Reply& r);
+  void relay(const BackendReply& r);
+  Next error(std::string_view line);
+  void endTransaction();
+  void logDecision(const policies::Verdict& verdict);
+  void logDelivery(const policies::Verdict& verdict, std::string queueId, bool replyLost);
+
+  tcp::socket socket_;
+  ProxyContext& context_;
+  ProxySettings settings_;
+  std::string clientIp_;
+  policies::Policy policy_;
+  std::unique_ptr<BackendClient> backend_;
+  std::vector<std::string> extensions_;
+  std::string inbuf_;
+  std::string outbuf_;
+  LineReader lines_;
+  std::size_t errors_ = 0;
+  bool admitted_ = false;
+  bool refusedAtConnect_ = false;  ///< 554 banner: only QUIT is served
+  bool heloSeen_ = false;
+  bool esmtp_ = false;
+  bool inTransaction_ = false;
+  bool smtputf8_ = false;
+  std::size_t rcpts_ = 0;
+  std::uint64_t sizeLimit_ = 0;
+};
+
+}  // namespace smtpgate::proxy
