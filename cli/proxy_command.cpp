@@ -6,6 +6,8 @@
 #include "cli/loaded_config.h"
 #include "proxy/server.h"
 
+#include <boost/asio/ssl/context.hpp>
+
 namespace smtpgate::cli {
 
 namespace {
@@ -14,6 +16,30 @@ struct ProxyOptions {
   std::string config;
   unsigned threads = 0;
 };
+
+/// The STARTTLS context: TLS 1.2 and later only, the certificate chain and
+/// key from the config. nullptr with a message on failure.
+std::shared_ptr<boost::asio::ssl::context> makeTlsContext(const policies::ProxyConfig& proxy) {
+  namespace ssl = boost::asio::ssl;
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                       ssl::context::single_dh_use,
+                   ec);
+  if (!ec) {
+    tls->use_certificate_chain_file(proxy.tlsCertificate, ec);
+  }
+  if (!ec) {
+    tls->use_private_key_file(proxy.tlsKey, ssl::context::pem, ec);
+  }
+  if (ec) {
+    fmt::print(stderr, "smtpgate proxy: TLS certificate {} / key {}: {}\n", proxy.tlsCertificate,
+               proxy.tlsKey, ec.message());
+    return nullptr;
+  }
+  return tls;
+}
 
 int runProxy(const ProxyOptions& options) {
   rules::Diagnostics diags;
@@ -39,6 +65,13 @@ int runProxy(const ProxyOptions& options) {
   };
   proxy::Server server(proxy::settingsFrom(loaded->config), loaded->rules, log.get(), reload,
                        options.threads);
+  if (!loaded->config.proxy.tlsCertificate.empty()) {
+    auto tls = makeTlsContext(loaded->config.proxy);
+    if (!tls) {
+      return kExitConfig;
+    }
+    server.setTls(std::move(tls));
+  }
   if (!server.bind()) {
     return kExitOsError;
   }

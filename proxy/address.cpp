@@ -9,8 +9,12 @@ namespace smtpgate::proxy {
 
 namespace {
 
-bool isAlpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool isDigit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool isAlpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool isDigit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
 
 /// RFC 5322 atext.
 bool isAtext(unsigned char c) {
@@ -19,7 +23,9 @@ bool isAtext(unsigned char c) {
 }
 
 /// RFC 5321 qtextSMTP: %d32-33 / %d35-91 / %d93-126.
-bool isQtext(unsigned char c) { return c >= 32 && c <= 126 && c != '"' && c != '\\'; }
+bool isQtext(unsigned char c) {
+  return c >= 32 && c <= 126 && c != '"' && c != '\\';
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -117,36 +123,14 @@ bool isIpv6(std::string_view s) {
   return inet_pton(AF_INET6, buf, out) == 1;
 }
 
-/// General-address-literal = Standardized-tag ":" 1*dcontent (%d33-90 / %d94-126).
-bool isGeneralLiteral(std::string_view s) {
-  std::size_t colon = s.find(':');
-  if (colon == 0 || colon == std::string_view::npos || colon + 1 == s.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < colon; ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (!isAlpha(c) && !isDigit(c) && c != '-') {
-      return false;
-    }
-  }
-  if (s[colon - 1] == '-') {
-    return false;
-  }
-  return std::all_of(s.begin() + colon + 1, s.end(), [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c >= 33 && c <= 126 && c != '[' && c != '\\' && c != ']';
-  });
-}
-
-/// The inside of "[...]".
+/// The inside of "[...]". A General-address-literal ("tag:content") needs a
+/// Standardized-tag registered with IANA (RFC 5321 4.1.3) and none is but
+/// IPv6, so every other tag is refused.
 bool isAddressLiteral(std::string_view s) {
   if (s.size() > 5 && iequals(s.substr(0, 5), "IPv6:")) {
     return isIpv6(s.substr(5));
   }
-  if (!s.empty() && isDigit(s[0])) {
-    return isIpv4Literal(s);
-  }
-  return isGeneralLiteral(s);
+  return isIpv4Literal(s);
 }
 
 /// Domain or address literal at text[pos], ending where `end` says (the ">"
@@ -265,10 +249,14 @@ std::size_t utf8SequenceLength(std::string_view s, std::size_t i) {
   }
   // The second byte's range depends on the first (RFC 3629 section 4).
   unsigned char lo = 0x80, hi = 0xBF;
-  if (c == 0xE0) lo = 0xA0;
-  if (c == 0xED) hi = 0x9F;
-  if (c == 0xF0) lo = 0x90;
-  if (c == 0xF4) hi = 0x8F;
+  if (c == 0xE0)
+    lo = 0xA0;
+  if (c == 0xED)
+    hi = 0x9F;
+  if (c == 0xF0)
+    lo = 0x90;
+  if (c == 0xF4)
+    hi = 0x8F;
   if (at(i + 1) < lo || at(i + 1) > hi) {
     return 0;
   }

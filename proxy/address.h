@@ -9,7 +9,8 @@
 ///   Mailbox    = Local-part "@" ( Domain / address-literal )
 ///   Local-part = Dot-string / Quoted-string
 ///   Domain     = sub-domain *("." sub-domain)
-///   address-literal = "[" IPv4 / "IPv6:" IPv6 / tag ":" dcontent "]"
+///   address-literal = "[" IPv4 / "IPv6:" IPv6 "]"   ; no General-address-literal:
+///                                                   ; IANA registers no tag but IPv6
 /// plus "<>" (the null reverse-path) and "<postmaster>" (RCPT only) when the
 /// options allow them.
 ///
@@ -59,9 +60,10 @@ struct PathOptions {
 };
 
 struct Path {
-  std::string address;    ///< "local@domain" as sent, route dropped; "" for <>; "postmaster" for bare
+  std::string address;  ///< "local@domain" as sent, route dropped; "" for <>; "postmaster" for bare
   std::string localPart;  ///< as sent: a quoted local part keeps its quotes and escapes
-  std::string domain;     ///< as sent: an address literal keeps its brackets; "" for <> and <postmaster>
+  std::string
+      domain;  ///< as sent: an address literal keeps its brackets; "" for <> and <postmaster>
   bool isNull = false;          ///< "<>"
   bool isPostmaster = false;    ///< "<postmaster>" without a domain
   bool hadSourceRoute = false;  ///< "<@a,@b:user@c>" (route dropped)

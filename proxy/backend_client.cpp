@@ -51,12 +51,8 @@ asio::awaitable<bool> BackendClient::connect() {
     co_return false;
   }
   tcp::endpoint endpoint(address, options_.port);
-  auto [error, unused] = co_await within(
-      [&]() -> asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> {
-        auto [e] = co_await socket_.async_connect(endpoint, kUseTuple);
-        co_return std::tuple{e, std::size_t{0}};
-      }(),
-      options_.connectTimeout);
+  auto error =
+      co_await withinNoBytes(socket_.async_connect(endpoint, kUseTuple), options_.connectTimeout);
   if (error) {
     fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
          error.message());

@@ -93,16 +93,22 @@ constexpr std::array kReplies = {
     ReplySpec{SyntaxError::SenderTooLong, 501, {5, 1, 7}, "Sender address too long"},
     ReplySpec{SyntaxError::BadRecipientAddress, 501, {5, 1, 3}, "Bad recipient address syntax"},
     ReplySpec{SyntaxError::RecipientTooLong, 501, {5, 1, 3}, "Recipient address too long"},
-    ReplySpec{SyntaxError::SenderNeedsSmtputf8, 553, {5, 6, 7},
+    ReplySpec{SyntaxError::SenderNeedsSmtputf8,
+              553,
+              {5, 6, 7},
               "Non-ASCII sender address requires SMTPUTF8"},
-    ReplySpec{SyntaxError::RecipientNeedsSmtputf8, 553, {5, 6, 7},
+    ReplySpec{SyntaxError::RecipientNeedsSmtputf8,
+              553,
+              {5, 6, 7},
               "Non-ASCII recipient address requires SMTPUTF8"},
     ReplySpec{SyntaxError::ParameterSyntax, 501, {5, 5, 4}, "Syntax error in parameters"},
     ReplySpec{SyntaxError::DuplicateParameter, 501, {5, 5, 4}, "Duplicate parameter"},
     ReplySpec{SyntaxError::BadSizeValue, 501, {5, 5, 4}, "Bad message size syntax"},
     ReplySpec{SyntaxError::BadBodyValue, 501, {5, 5, 4}, "Bad BODY parameter"},
     ReplySpec{SyntaxError::UnsupportedParameter, 555, {5, 5, 4}, "Unsupported parameter"},
-    ReplySpec{SyntaxError::BinaryMimeUnsupported, 555, {5, 5, 4},
+    ReplySpec{SyntaxError::BinaryMimeUnsupported,
+              555,
+              {5, 5, 4},
               "Unsupported parameter BODY=BINARYMIME"},
     ReplySpec{SyntaxError::BdatSyntax, 501, {5, 5, 4}, "Syntax: BDAT size [LAST]"},
 };
@@ -117,13 +123,17 @@ constexpr bool repliesInEnumOrder() {
 }
 static_assert(repliesInEnumOrder(), "kReplies must list every SyntaxError in enum order");
 
-bool isBlank(char c) { return c == ' ' || c == '\t'; }
+bool isBlank(char c) {
+  return c == ' ' || c == '\t';
+}
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return upper(x) == upper(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return upper(x) == upper(y); });
 }
 
 std::string toUpper(std::string_view s) {

@@ -66,26 +66,27 @@ std::string_view toString(Verb verb);
 
 enum class SyntaxError {
   None,
-  EmptyCommand,           ///< blank line
-  UnknownCommand,         ///< verb not in the table
-  BadCharacter,           ///< control character in the line
-  MissingArgument,        ///< HELO/EHLO/VRFY/EXPN/AUTH/XCLIENT/XFORWARD without one
-  UnexpectedArgument,     ///< DATA/RSET/STARTTLS with one
-  MailSyntax,             ///< not "MAIL FROM:<...>"
-  RcptSyntax,             ///< not "RCPT TO:<...>"
-  BadSenderAddress,       ///< the MAIL path does not parse
-  SenderTooLong,          ///< the MAIL path is over a length limit
-  BadRecipientAddress,    ///< the RCPT path does not parse
-  RecipientTooLong,       ///< the RCPT path is over a length limit
-  SenderNeedsSmtputf8,    ///< UTF-8 sender without SMTPUTF8
-  RecipientNeedsSmtputf8, ///< UTF-8 recipient in a transaction without SMTPUTF8 (set by the session)
-  ParameterSyntax,        ///< not keyword[=value], or a bad value
-  DuplicateParameter,     ///< a keyword given twice
-  BadSizeValue,           ///< SIZE not digits or over uint64
-  BadBodyValue,           ///< BODY not 7BIT/8BITMIME/BINARYMIME
-  UnsupportedParameter,   ///< a keyword we do not implement
-  BinaryMimeUnsupported,  ///< BODY=BINARYMIME without CHUNKING
-  BdatSyntax,             ///< not "BDAT size [LAST]"
+  EmptyCommand,            ///< blank line
+  UnknownCommand,          ///< verb not in the table
+  BadCharacter,            ///< control character in the line
+  MissingArgument,         ///< HELO/EHLO/VRFY/EXPN/AUTH/XCLIENT/XFORWARD without one
+  UnexpectedArgument,      ///< DATA/RSET/STARTTLS with one
+  MailSyntax,              ///< not "MAIL FROM:<...>"
+  RcptSyntax,              ///< not "RCPT TO:<...>"
+  BadSenderAddress,        ///< the MAIL path does not parse
+  SenderTooLong,           ///< the MAIL path is over a length limit
+  BadRecipientAddress,     ///< the RCPT path does not parse
+  RecipientTooLong,        ///< the RCPT path is over a length limit
+  SenderNeedsSmtputf8,     ///< UTF-8 sender without SMTPUTF8
+  RecipientNeedsSmtputf8,  ///< UTF-8 recipient in a transaction without SMTPUTF8 (set by the
+                           ///< session)
+  ParameterSyntax,         ///< not keyword[=value], or a bad value
+  DuplicateParameter,      ///< a keyword given twice
+  BadSizeValue,            ///< SIZE not digits or over uint64
+  BadBodyValue,            ///< BODY not 7BIT/8BITMIME/BINARYMIME
+  UnsupportedParameter,    ///< a keyword we do not implement
+  BinaryMimeUnsupported,   ///< BODY=BINARYMIME without CHUNKING
+  BdatSyntax,              ///< not "BDAT size [LAST]"
 };
 
 enum class BodyType { Unspecified, SevenBit, EightBitMime, BinaryMime };
@@ -106,9 +107,9 @@ struct ParsedCommand {
   std::vector<EsmtpParam> params;     ///< MAIL and RCPT, in order
   std::optional<std::uint64_t> size;  ///< MAIL SIZE=
   BodyType body = BodyType::Unspecified;
-  bool smtputf8 = false;              ///< MAIL SMTPUTF8
-  std::uint64_t chunkSize = 0;        ///< BDAT
-  bool lastChunk = false;             ///< BDAT ... LAST
+  bool smtputf8 = false;        ///< MAIL SMTPUTF8
+  std::uint64_t chunkSize = 0;  ///< BDAT
+  bool lastChunk = false;       ///< BDAT ... LAST
   SyntaxError error = SyntaxError::None;
 
   [[nodiscard]] bool ok() const { return error == SyntaxError::None; }

@@ -162,7 +162,8 @@ void DataFramer::emit(std::string_view bytes) {
   // the input was split (checked byte by byte, size before line length).
   std::uint64_t sizeRoom = limits_.maxSize - bytesOut_;
   std::size_t lineRoom = limits_.maxLine - lineLength_;
-  std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>({bytes.size(), sizeRoom, lineRoom}));
+  std::size_t n =
+      static_cast<std::size_t>(std::min<std::uint64_t>({bytes.size(), sizeRoom, lineRoom}));
   out_.append(bytes.substr(0, n));
   bytesOut_ += n;
   lineLength_ += n;

@@ -37,10 +37,10 @@ inline constexpr std::size_t kReplyLineMax = 4096;
 
 /// RFC 5321 section 4.5.3.1 object sizes. Postfix enforces none of these (it
 /// accepts longer addresses), so the session may relax them.
-inline constexpr std::size_t kLocalPartMax = 64;   ///< 4.5.3.1.1
-inline constexpr std::size_t kDomainMax = 255;     ///< 4.5.3.1.2
-inline constexpr std::size_t kPathMax = 256;       ///< 4.5.3.1.3, with "<" and ">"
-inline constexpr std::size_t kDomainLabelMax = 63; ///< RFC 1035 section 2.3.4
+inline constexpr std::size_t kLocalPartMax = 64;    ///< 4.5.3.1.1
+inline constexpr std::size_t kDomainMax = 255;      ///< 4.5.3.1.2
+inline constexpr std::size_t kPathMax = 256;        ///< 4.5.3.1.3, with "<" and ">"
+inline constexpr std::size_t kDomainLabelMax = 63;  ///< RFC 1035 section 2.3.4
 
 /// XCLIENT commands must fit the RFC 5321 512-byte command line, CRLF
 /// included (Postfix XCLIENT_README, note 1); NAME and HELO values are cut to

@@ -36,10 +36,10 @@ enum class LineError { None, LineTooLong };
 
 /// One command line as received.
 struct CommandLine {
-  std::string text;         ///< the line without its CRLF or LF
-  bool bareLf = false;      ///< ended by LF without CR (accepted, worth a log line)
-  bool hasNul = false;      ///< contains a NUL byte
-  bool hasBareCr = false;   ///< contains a CR that is not part of the line end
+  std::string text;        ///< the line without its CRLF or LF
+  bool bareLf = false;     ///< ended by LF without CR (accepted, worth a log line)
+  bool hasNul = false;     ///< contains a NUL byte
+  bool hasBareCr = false;  ///< contains a CR that is not part of the line end
 };
 
 class LineReader {

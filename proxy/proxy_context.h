@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/ssl/context.hpp>
+
 #include "policies/config.h"
 #include "policies/decision_log.h"
 #include "proxy/backend_client.h"
@@ -43,6 +45,9 @@ struct ProxySettings {
   BareLinePolicy bareLines = BareLinePolicy::Reject;
   bool dryRun = false;
   Duration shutdownGrace = std::chrono::seconds(30);
+  /// Time for the TLS handshake after STARTTLS. Postfix: smtpd_starttls_timeout = 300s
+  /// (a stalled handshake holds a session, so shorter here).
+  Duration tlsHandshakeTimeout = std::chrono::seconds(10);
   Duration backendProbeInterval = std::chrono::seconds(60);
 };
 
@@ -55,6 +60,11 @@ class ProxyContext {
       : settings_(std::move(settings)), rules_(std::move(rules)), log_(log) {}
 
   [[nodiscard]] const ProxySettings& settings() const { return settings_; }
+
+  /// The server's TLS context, or nullptr when no certificate is configured
+  /// (then STARTTLS is neither offered nor accepted). Set once before serving.
+  void setTls(std::shared_ptr<asio::ssl::context> tls) { tls_ = std::move(tls); }
+  [[nodiscard]] asio::ssl::context* tls() const { return tls_.get(); }
 
   [[nodiscard]] rules::RuleSetPtr rules() const {
     std::lock_guard lock(mutex_);
@@ -98,6 +108,7 @@ class ProxyContext {
   rules::RuleSetPtr rules_;
   std::optional<std::set<std::string>> backendCapabilities_;
   policies::DecisionLog* log_;
+  std::shared_ptr<asio::ssl::context> tls_;
   std::map<std::string, std::size_t> perIp_;
   std::size_t connections_ = 0;
 };

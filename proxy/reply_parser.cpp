@@ -6,9 +6,13 @@ namespace smtpgate::proxy {
 
 namespace {
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 bool isControl(char ch) {
   auto c = static_cast<unsigned char>(ch);
@@ -17,8 +21,7 @@ bool isControl(char ch) {
 
 /// Reply-code = %x32-35 %x30-35 %x30-39 (RFC 5321 4.2).
 bool isReplyCode(std::string_view s) {
-  return s.size() >= 3 && s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '5' &&
-         isDigit(s[2]);
+  return s.size() >= 3 && s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '5' && isDigit(s[2]);
 }
 
 std::optional<rules::EnhancedStatus> leadingEsc(std::string_view text, int code) {
@@ -187,8 +190,7 @@ std::optional<std::string> capabilityParams(const std::set<std::string>& capabil
     if (cap == key) {
       return std::string();
     }
-    if (cap.size() > key.size() && cap.compare(0, key.size(), key) == 0 &&
-        cap[key.size()] == ' ') {
+    if (cap.size() > key.size() && cap.compare(0, key.size(), key) == 0 && cap[key.size()] == ' ') {
       return cap.substr(key.size() + 1);
     }
   }

@@ -44,8 +44,9 @@ enum class ReplyError {
 
 struct BackendReply {
   int code = 0;
-  std::vector<std::string> lines;        ///< text after the code and separator, per line
-  std::optional<rules::EnhancedStatus> esc;  ///< from the first line, if it starts with one of the code's class
+  std::vector<std::string> lines;  ///< text after the code and separator, per line
+  std::optional<rules::EnhancedStatus>
+      esc;  ///< from the first line, if it starts with one of the code's class
 
   /// The same reply, each line ending in CRLF, ready for the client.
   [[nodiscard]] std::string render() const;

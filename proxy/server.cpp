@@ -142,6 +142,10 @@ Server::Server(ProxySettings settings, rules::RuleSetPtr rules, policies::Decisi
 
 Server::~Server() = default;
 
+void Server::setTls(std::shared_ptr<asio::ssl::context> tls) {
+  impl_->context.setTls(std::move(tls));
+}
+
 bool Server::bind() {
   for (const auto& hp : impl_->context.settings().listen) {
     boost::system::error_code ec;

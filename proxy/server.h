@@ -18,6 +18,8 @@
 #include <memory>
 #include <vector>
 
+#include <boost/asio/ssl/context.hpp>
+
 #include "proxy/proxy_context.h"
 
 namespace smtpgate::proxy {
@@ -31,6 +33,8 @@ class Server {
          ReloadFunction reload, unsigned threads = 0);
   ~Server();
 
+  /// Enables STARTTLS with this context (call before run()).
+  void setTls(std::shared_ptr<asio::ssl::context> tls);
   /// Binds the listeners; false (with a message on stderr) if one can't be bound.
   bool bind();
   /// Serves until SIGTERM/SIGINT; returns the process exit code.

@@ -149,7 +149,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
 
 asio::awaitable<bool> SmtpSession::fill(Duration limit) {
   char buf[kReadChunk];
-  IoResult io = co_await readSome(socket_, asio::buffer(buf), limit);
+  IoResult io = tls_ ? co_await readSome(*tls_, asio::buffer(buf), limit)
+                     : co_await readSome(socket_, asio::buffer(buf), limit);
   if (!io.ok()) {
     if (io.timedOut()) {
       reply("421 4.4.2 " + settings_.hostname + " Error: timeout exceeded");
@@ -167,7 +168,8 @@ asio::awaitable<bool> SmtpSession::flush() {
   }
   std::string out = std::move(outbuf_);
   outbuf_.clear();
-  IoResult io = co_await writeAll(socket_, out, settings_.commandTimeout);
+  IoResult io = tls_ ? co_await writeAll(*tls_, out, settings_.commandTimeout)
+                     : co_await writeAll(socket_, out, settings_.commandTimeout);
   co_return io.ok();
 }
 
@@ -241,7 +243,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
     case Verb::Xforward:
       co_return error("550 5.7.0 Error: insufficient authorization");
     case Verb::StartTls:
-      co_return error("454 4.7.0 TLS not available");
+      co_return co_await onStartTls(command);
     case Verb::Auth:
       co_return error("503 5.5.1 Error: authentication not enabled");
     default:
@@ -252,7 +254,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
 asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& command,
                                                        bool extended) {
   co_await resetTransaction();  // HELO/EHLO resets any transaction (RFC 5321 4.1.4)
-  Verdict v = policy_.onHelo(command.argument);
+  Verdict v = policy_.onHelo(command.argument, tlsInfo_);
   logDecision(v);
   if (v.refuses()) {
     replyVerdict(v);
@@ -266,7 +268,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& comm
     reply("250 " + settings_.hostname);
     co_return Next::Continue;
   }
-  extensions_ = advertisedExtensions(backendCaps, {settings_.maxMessageSize, false});
+  extensions_ = advertisedExtensions(
+      backendCaps, {settings_.maxMessageSize, context_.tls() != nullptr && !tls_});
   std::string out = "250-" + settings_.hostname + "\r\n";
   for (std::size_t i = 0; i < extensions_.size(); ++i) {
     out += (i + 1 == extensions_.size() ? "250 " : "250-") + extensions_[i] + "\r\n";
@@ -396,7 +399,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(const std::string& 
     endTransaction();
     co_return Next::Continue;
   }
-  auto done = co_await backend_->sendMessage(dotStuff(message));
+  auto done = co_await backend_->sendMessage(dotStuff(traceHeader() + message));
   if (!done) {
     context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
     reply("451 4.4.2 Error: lost connection to the mail server during DATA, try again later");
@@ -427,6 +430,51 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRset() {
   co_await resetTransaction();
   reply("250 2.0.0 Ok");
   co_return Next::Continue;
+}
+
+// RFC 3207. CVE-2011-0411: whatever the client pipelined after STARTTLS
+// arrived in plaintext and must not be executed inside the TLS session, so
+// the input buffer is thrown away; the session then starts over (EHLO again).
+asio::awaitable<SmtpSession::Next> SmtpSession::onStartTls(const ParsedCommand& command) {
+  if (context_.tls() == nullptr) {
+    co_return error("454 4.7.0 TLS not available");
+  }
+  if (tls_) {
+    co_return error("503 5.5.1 Error: TLS already active");
+  }
+  if (!command.argument.empty()) {
+    co_return error("501 5.5.4 Syntax: STARTTLS");
+  }
+  reply("220 2.0.0 Ready to start TLS");
+  if (!co_await flush()) {
+    co_return Next::Close;
+  }
+  inbuf_.clear();
+  lines_.reset();
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *context_.tls());
+  auto ec = co_await withinNoBytes(tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
+                                   settings_.tlsHandshakeTimeout);
+  if (ec) {
+    tls_.reset();  // the socket now holds half a TLS session: nothing sane can follow
+    co_return Next::Close;
+  }
+  SSL* ssl = tls_->native_handle();
+  tlsInfo_ = {true, SSL_get_version(ssl), SSL_get_cipher_name(ssl)};
+  co_await resetTransaction();
+  heloSeen_ = false;
+  esmtp_ = false;
+  co_return Next::Continue;
+}
+
+// XCLIENT has no attribute for TLS, so without this Postfix would record the
+// mail as received in plaintext: the proxy adds its own trace line under TLS.
+std::string SmtpSession::traceHeader() const {
+  if (!tlsInfo_.active) {
+    return {};
+  }
+  return "Received: from " + policy_.session().helo + " ([" + clientIp_ + "])\r\n\tby " +
+         settings_.hostname + " (smtpgate) with ESMTPS (" + tlsInfo_.version + " cipher " +
+         tlsInfo_.cipher + ") id " + policy_.session().id + "\r\n";
 }
 
 asio::awaitable<bool> SmtpSession::ensureBackend() {

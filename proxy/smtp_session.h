@@ -23,6 +23,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,8 @@ class SmtpSession {
   asio::awaitable<Next> onRcpt(const ParsedCommand& command, const std::string& line);
   asio::awaitable<Next> onData();
   asio::awaitable<Next> onRset();
+  asio::awaitable<Next> onStartTls(const ParsedCommand& command);
+  std::string traceHeader() const;
   asio::awaitable<Next> relayMessage(const std::string& message);
   asio::awaitable<bool> ensureBackend();
   asio::awaitable<void> resetBackend();
@@ -79,6 +82,9 @@ class SmtpSession {
   void logDelivery(const policies::Verdict& verdict, std::string queueId, bool replyLost);
 
   tcp::socket socket_;
+  /// Set after a successful STARTTLS; from then on all client I/O goes through it.
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+  policies::TlsInfo tlsInfo_;
   ProxyContext& context_;
   ProxySettings settings_;
   std::string clientIp_;

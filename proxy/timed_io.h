@@ -49,6 +49,18 @@ asio::awaitable<IoResult> within(Op op, Duration limit) {
   co_return IoResult{asio::error::timed_out, 0};
 }
 
+/// Runs `op` (an awaitable yielding tuple<error_code>: connect, handshake) for at most `limit`.
+template <typename Op>
+asio::awaitable<boost::system::error_code> withinNoBytes(Op op, Duration limit) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+  auto result = co_await (std::move(op) || timer.async_wait(kUseTuple));
+  if (result.index() == 0) {
+    co_return std::get<0>(std::get<0>(result));
+  }
+  co_return asio::error::timed_out;
+}
+
 template <typename Stream, typename Buffer>
 asio::awaitable<IoResult> readSome(Stream& s, Buffer buffer, Duration limit) {
   co_return co_await within(s.async_read_some(buffer, kUseTuple), limit);

@@ -10,12 +10,17 @@ constexpr std::string_view kUnavailable = "[UNAVAILABLE]";
 constexpr std::string_view kTempUnavailable = "[TEMPUNAVAIL]";
 constexpr std::string_view kXclient = "XCLIENT";
 
-bool isXchar(unsigned char c) { return c >= 33 && c <= 126 && c != '+' && c != '='; }
+bool isXchar(unsigned char c) {
+  return c >= 33 && c <= 126 && c != '+' && c != '=';
+}
 
 int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
   return -1;
 }
 
@@ -47,7 +52,9 @@ std::string encodeWithin(std::string_view raw, std::size_t budget) {
   return out;
 }
 
-std::string_view cut(std::string_view s, std::size_t n) { return s.substr(0, std::min(n, s.size())); }
+std::string_view cut(std::string_view s, std::size_t n) {
+  return s.substr(0, std::min(n, s.size()));
+}
 
 std::string nameValue(const std::string& name, LookupStatus status) {
   if (status == LookupStatus::TempFailure) {
@@ -64,8 +71,9 @@ std::string addrValue(const std::string& addr) {
     return std::string(kUnavailable);
   }
   auto upper = [](char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; };
-  bool tagged = addr.size() > 5 && std::equal(addr.begin(), addr.begin() + 5, "IPV6:",
-                                              [&](char a, char b) { return upper(a) == b; });
+  bool tagged =
+      addr.size() > 5 && std::equal(addr.begin(), addr.begin() + 5,
+                                    "IPV6:", [&](char a, char b) { return upper(a) == b; });
   // Postfix wants "IPV6:" before an IPv6 address, and no brackets.
   return addr.find(':') != std::string::npos && !tagged ? "IPV6:" + addr : addr;
 }
@@ -176,7 +184,8 @@ std::vector<std::string> xclientCommands(const XclientFields& fields,
     if (maxLine <= overhead) {
       continue;
     }
-    std::string token = std::string(attr.name) + '=' + encodeWithin(*attr.value, maxLine - overhead);
+    std::string token =
+        std::string(attr.name) + '=' + encodeWithin(*attr.value, maxLine - overhead);
     if (line.size() + 1 + token.size() > maxLine) {
       commands.push_back(std::move(line));
       line = std::string(kXclient);

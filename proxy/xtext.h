@@ -51,17 +51,17 @@ enum class SmtpProtocol { Smtp, Esmtp };
 
 /// What the proxy knows about its client. Empty / nullopt means unknown.
 struct XclientFields {
-  std::string addr;                         ///< client IP, "192.0.2.1" or "2001:db8::1"
-  std::optional<std::uint16_t> port;        ///< client TCP port
-  std::string name;                         ///< verified (forward-confirmed) hostname
+  std::string addr;                   ///< client IP, "192.0.2.1" or "2001:db8::1"
+  std::optional<std::uint16_t> port;  ///< client TCP port
+  std::string name;                   ///< verified (forward-confirmed) hostname
   LookupStatus nameStatus = LookupStatus::Unavailable;
-  std::string reverseName;                  ///< PTR name, not verified
+  std::string reverseName;  ///< PTR name, not verified
   LookupStatus reverseNameStatus = LookupStatus::Unavailable;
-  std::optional<std::string> helo;          ///< the client's HELO/EHLO argument
-  std::optional<SmtpProtocol> proto;        ///< omitted when unknown (before HELO)
-  std::optional<std::string> login;         ///< SASL login; omitted when none
-  std::string destAddr;                     ///< the local address the client reached
-  std::optional<std::uint16_t> destPort;    ///< the local port the client reached
+  std::optional<std::string> helo;        ///< the client's HELO/EHLO argument
+  std::optional<SmtpProtocol> proto;      ///< omitted when unknown (before HELO)
+  std::optional<std::string> login;       ///< SASL login; omitted when none
+  std::string destAddr;                   ///< the local address the client reached
+  std::optional<std::uint16_t> destPort;  ///< the local port the client reached
 };
 
 /// The XCLIENT command lines (without CRLF) for `fields`, limited to the

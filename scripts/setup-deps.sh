@@ -12,7 +12,8 @@ PACKAGES=(
   libunbound-dev libevent-dev libgmime-3.0-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   libcli11-dev nlohmann-json3-dev catch2
   # real programs the integration tests and benchmarks start on loopback
-  postfix swaks unbound opendkim-tools redis-server procps python3 python3-yaml
+  postfix swaks libnet-ssleay-perl libio-socket-inet6-perl unbound opendkim-tools redis-server
+  procps python3 python3-yaml openssl
 )
 
 SUDO=""
