@@ -2,6 +2,8 @@
 
 #include <boost/asio/connect.hpp>
 
+#include "proxy/dot_stuffer.h"
+
 namespace smtpgate::proxy {
 
 namespace {
@@ -99,10 +101,28 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
   co_return co_await readReply(options_.commandTimeout);
 }
 
-asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view stuffed) {
-  IoResult io = co_await writeAll(socket_, stuffed, options_.dataTimeout);
-  if (!io.ok()) {
-    co_return fail("backend write during DATA: " + io.error.message());
+asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view header,
+                                                                        std::string_view message) {
+  // Stuffed and written a chunk at a time: a spilled 50 MB message is never
+  // copied whole into memory again.
+  constexpr std::size_t kChunk = 64 * 1024;
+  DotStuffer stuffer;
+  std::string out;
+  auto writeChunk = [&](std::string_view part, bool last) -> asio::awaitable<bool> {
+    out.clear();
+    stuffer.feed(part, out);
+    if (last) {
+      stuffer.finish(out);
+    }
+    IoResult io = co_await writeAll(socket_, out, options_.dataTimeout);
+    co_return io.ok();
+  };
+  bool ok = co_await writeChunk(header, false);
+  for (std::size_t at = 0; ok && at < message.size(); at += kChunk) {
+    ok = co_await writeChunk(message.substr(at, kChunk), false);
+  }
+  if (!ok || !co_await writeChunk({}, true)) {
+    co_return fail("backend write during DATA failed");
   }
   co_return co_await readReply(options_.dataTimeout);
 }

@@ -53,8 +53,10 @@ class BackendClient {
 
   /// Sends one command line (without CRLF) and reads the reply.
   asio::awaitable<std::optional<BackendReply>> command(std::string_view line);
-  /// Writes a dot-stuffed message (ending in CRLF.CRLF) and reads the final reply.
-  asio::awaitable<std::optional<BackendReply>> sendMessage(std::string_view stuffed);
+  /// After the backend's 354: writes `header` (lines the proxy adds, CRLF
+  /// ended) and `message`, dot-stuffed and terminated, and reads the final reply.
+  asio::awaitable<std::optional<BackendReply>> sendMessage(std::string_view header,
+                                                           std::string_view message);
   /// QUIT, politely, ignoring the answer; then close.
   asio::awaitable<void> quit();
 

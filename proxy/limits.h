@@ -51,4 +51,17 @@ inline constexpr std::size_t kXclientValueMax = 255;
 /// Seconds a client may stay idle between commands. Postfix: smtpd_timeout = 300s.
 inline constexpr int kCommandTimeoutSeconds = 300;
 
+/// PROXY protocol v1 line, CRLF included: the spec's worst case, "PROXY
+/// UNKNOWN" with two full IPv6 addresses and ports (proxy-protocol.txt 2.1).
+inline constexpr std::size_t kProxyV1HeaderMax = 107;
+
+/// PROXY protocol v2 header: 16 fixed bytes, the addresses (36 for IPv6) and
+/// TLVs. Postfix: HAPROXY_HEADER_MAX_LEN = 536 (global/haproxy_srvr.c: one
+/// default IPv4 TCP segment, 576 - 40), which leaves 484 bytes of TLVs.
+inline constexpr std::size_t kProxyV2HeaderMax = 536;
+
+/// Seconds a PROXY-enabled listener waits for the header before it drops the
+/// connection. Postfix: haproxy_read_timeout = 10s.
+inline constexpr int kProxyHeaderTimeoutSeconds = 10;
+
 }  // namespace smtpgate::proxy::limits

@@ -49,6 +49,10 @@ struct ProxySettings {
   /// (a stalled handshake holds a session, so shorter here).
   Duration tlsHandshakeTimeout = std::chrono::seconds(10);
   Duration backendProbeInterval = std::chrono::seconds(60);
+  /// A message larger than this during DATA moves from memory to a temporary
+  /// file in spoolDirectory (unlinked at once).
+  std::size_t messageMemoryLimit = std::size_t{1} << 20;
+  std::string spoolDirectory = "/tmp";
 };
 
 /// Builds the proxy settings from the configuration.

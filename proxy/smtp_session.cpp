@@ -4,8 +4,8 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
-#include "proxy/dot_stuffer.h"
 #include "proxy/extensions.h"
+#include "proxy/spill_sink.h"
 
 namespace smtpgate::proxy {
 
@@ -355,7 +355,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
   limits.maxSize = sizeLimit_ ? sizeLimit_ : UINT64_MAX;
   limits.bareLines = settings_.bareLines;
   DataFramer framer(limits);
-  StringSink message;
+  SpillSink message(settings_.messageMemoryLimit, settings_.spoolDirectory);
   auto deadline = std::chrono::steady_clock::now() + settings_.dataTimeout;
   for (;;) {
     ParseResult r = framer.feed(inbuf_, message);
@@ -371,15 +371,22 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
       co_return Next::Close;
     }
   }
-  if (framer.error() != DataError::None) {
+  if (framer.error() != DataError::None || message.failed()) {
     co_await resetBackend();
     endTransaction();
-    co_return error(replyFor(framer.error()).line());
+    co_return error(message.failed() ? "452 4.3.1 Error: insufficient system storage"
+                                     : replyFor(framer.error()).line());
   }
-  co_return co_await relayMessage(message.data());
+  std::string_view whole = message.view();
+  if (message.failed()) {
+    co_await resetBackend();
+    endTransaction();
+    co_return error("452 4.3.1 Error: insufficient system storage");
+  }
+  co_return co_await relayMessage(whole);
 }
 
-asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(const std::string& message) {
+asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view message) {
   Verdict v = policy_.onEndOfData(message);
   if (v.refuses()) {
     logDecision(v);
@@ -399,7 +406,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(const std::string& 
     endTransaction();
     co_return Next::Continue;
   }
-  auto done = co_await backend_->sendMessage(dotStuff(traceHeader() + message));
+  auto done = co_await backend_->sendMessage(traceHeader(), message);
   if (!done) {
     context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
     reply("451 4.4.2 Error: lost connection to the mail server during DATA, try again later");

@@ -66,7 +66,7 @@ class SmtpSession {
   asio::awaitable<Next> onRset();
   asio::awaitable<Next> onStartTls(const ParsedCommand& command);
   std::string traceHeader() const;
-  asio::awaitable<Next> relayMessage(const std::string& message);
+  asio::awaitable<Next> relayMessage(std::string_view message);
   asio::awaitable<bool> ensureBackend();
   asio::awaitable<void> resetBackend();
   asio::awaitable<void> resetTransaction();
