@@ -4,6 +4,7 @@
 #include "cli/check_command.h"
 #include "cli/exit_codes.h"
 #include "cli/lint_command.h"
+#include "cli/log_command.h"
 #include "cli/proxy_command.h"
 
 int main(int argc, char** argv) {
@@ -13,6 +14,7 @@ int main(int argc, char** argv) {
   int exitCode = smtpgate::cli::kExitAccept;
   smtpgate::cli::addLintCommand(app, exitCode);
   smtpgate::cli::addCheckCommand(app, exitCode);
+  smtpgate::cli::addLogCommand(app, exitCode);
   smtpgate::cli::addProxyCommand(app, exitCode);
   try {
     app.parse(argc, argv);

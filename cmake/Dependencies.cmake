@@ -4,6 +4,7 @@ find_package(PkgConfig REQUIRED)
 
 find_package(Boost 1.81 REQUIRED CONFIG)
 find_package(OpenSSL REQUIRED)
+find_package(ZLIB REQUIRED)  # gzip'd rotations of the decision log
 find_package(fmt REQUIRED CONFIG)
 find_package(spdlog REQUIRED CONFIG)
 find_package(tomlplusplus REQUIRED CONFIG)

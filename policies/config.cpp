@@ -15,6 +15,9 @@
 #include <set>
 #include <span>
 #include <system_error>
+#include <type_traits>
+
+#include "policies/cidr_list.h"
 
 namespace smtpgate::policies {
 
@@ -206,6 +209,11 @@ struct Ctx {
     diags.error(std::move(o.where), std::move(message), std::move(o.sourceLine));
   }
 
+  void warning(const toml::source_region& region, std::string message) {
+    ValueOrigin o = origin(region);
+    diags.warning(std::move(o.where), std::move(message), std::move(o.sourceLine));
+  }
+
   std::string resolve(std::string_view path) const {
     fs::path p(path);
     return (p.is_absolute() ? p : baseDir / p).lexically_normal().string();
@@ -319,6 +327,23 @@ std::string valueText(const toml::node& n) {
   return std::string(typeName(n.type()));
 }
 
+// A duration string, more than zero ("0s" would make every wait fail at once).
+std::optional<std::chrono::milliseconds> getDuration(Ctx& c, const toml::node& n,
+                                                     std::string_view key) {
+  const auto* s = n.as_string();
+  if (s == nullptr) {
+    typeError(c, n, key, "a duration string like \"5s\"");
+    return std::nullopt;
+  }
+  auto d = parseDuration(s->get());
+  if (!d || d->count() == 0) {
+    c.error(n.source(), std::string(key) + ": bad duration " + quote(s->get()) +
+                            "; use a positive number with a unit: ms, s, m, h or d, like \"5s\"");
+    return std::nullopt;
+  }
+  return d;
+}
+
 // ---------------------------------------------------------------------------
 // One function per key. Each checks the value and stores it into the Config.
 
@@ -408,8 +433,150 @@ void applyProxyTlsKey(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
+// Limits and timeouts of the proxy: one descriptor per key (name, field,
+// bounds), one generic function per value type.
+
+/// A whole number within [min, max]. The bounds keep every limit workable
+/// (0 recipients or 0 connections would refuse all mail) and every buffer or
+/// count sized by it bounded.
+template <typename T>
+struct CountKey {
+  std::string_view name;
+  T ProxyConfig::*member;
+  std::int64_t min;
+  std::int64_t max;
+};
+
+template <const auto& K>
+void applyCount(Ctx& c, const toml::node& n, Config& cfg) {
+  const auto* i = n.as_integer();
+  if (i == nullptr) {
+    typeError(c, n, K.name, "a whole number");
+    return;
+  }
+  if (i->get() < K.min || i->get() > K.max) {
+    c.error(n.source(), std::string(K.name) + ": " + valueText(n) +
+                            " is out of range; use a whole number from " + std::to_string(K.min) +
+                            " to " + std::to_string(K.max));
+    return;
+  }
+  using T = std::remove_cvref_t<decltype(cfg.proxy.*K.member)>;
+  cfg.proxy.*K.member = static_cast<T>(i->get());
+}
+
+/// A positive duration, at most a day for every key: that bounds every wait,
+/// and keeps deadlines (now + duration, in nanoseconds) far from overflow.
+struct DurationKey {
+  std::string_view name;
+  std::chrono::milliseconds ProxyConfig::*member;
+};
+constexpr std::chrono::milliseconds kDurationMax = std::chrono::hours(24);
+constexpr std::string_view kDurationMaxText = "1d";
+
+template <const DurationKey& K>
+void applyDurationKey(Ctx& c, const toml::node& n, Config& cfg) {
+  auto d = getDuration(c, n, K.name);
+  if (!d) {
+    return;
+  }
+  if (*d > kDurationMax) {
+    c.error(n.source(), std::string(K.name) + ": " + valueText(n) + " is too long; at most " +
+                            quote(kDurationMaxText));
+    return;
+  }
+  cfg.proxy.*K.member = *d;
+}
+
+constexpr std::int64_t kMaxConnectionsLimit = 1'000'000;
+constexpr CountKey<std::size_t> kMaxRecipients{"proxy.max_recipients", &ProxyConfig::maxRecipients,
+                                               1, 100'000};
+constexpr CountKey<std::size_t> kMaxErrors{"proxy.max_errors", &ProxyConfig::maxErrors, 1, 10'000};
+constexpr CountKey<std::size_t> kMaxConnections{
+    "proxy.max_connections", &ProxyConfig::maxConnections, 1, kMaxConnectionsLimit};
+constexpr CountKey<std::size_t> kMaxConnectionsPerIp{
+    "proxy.max_connections_per_ip", &ProxyConfig::maxConnectionsPerIp, 1, kMaxConnectionsLimit};
+// RFC 5321 4.5.3.1.4: servers must take 512-byte command lines; 1 MiB is the
+// proxy's own cap on any line (limits::kDataLineMax).
+constexpr CountKey<std::size_t> kMaxLineLength{"proxy.max_line_length", &ProxyConfig::maxLineLength,
+                                               512, 1 << 20};
+constexpr CountKey<unsigned> kThreads{"proxy.threads", &ProxyConfig::threads, 0, 1024};
+
+constexpr DurationKey kCommandTimeout{"proxy.command_timeout", &ProxyConfig::commandTimeout};
+constexpr DurationKey kDataTimeout{"proxy.data_timeout", &ProxyConfig::dataTimeout};
+constexpr DurationKey kSessionLifetime{"proxy.session_lifetime", &ProxyConfig::sessionLifetime};
+constexpr DurationKey kShutdownGrace{"proxy.shutdown_grace", &ProxyConfig::shutdownGrace};
+constexpr DurationKey kBackendConnectTimeout{"proxy.backend_connect_timeout",
+                                             &ProxyConfig::backendConnectTimeout};
+constexpr DurationKey kBackendTimeout{"proxy.backend_timeout", &ProxyConfig::backendTimeout};
+constexpr DurationKey kTlsHandshakeTimeout{"proxy.tls_handshake_timeout",
+                                           &ProxyConfig::tlsHandshakeTimeout};
+
+void applyProxyBareNewlines(Ctx& c, const toml::node& n, Config& cfg) {
+  auto v = getString(c, n, "proxy.bare_newlines");
+  if (!v) {
+    return;
+  }
+  if (*v == "reject") {
+    cfg.proxy.bareNewlines = BareNewlines::Reject;
+  } else if (*v == "normalize") {
+    cfg.proxy.bareNewlines = BareNewlines::Normalize;
+  } else {
+    c.error(n.source(),
+            "proxy.bare_newlines: must be \"reject\" or \"normalize\", got " + quote(*v));
+  }
+}
+
+void applyProxyProxyProtocol(Ctx& c, const toml::node& n, Config& cfg) {
+  if (const auto* b = n.as_boolean()) {
+    cfg.proxy.proxyProtocol = b->get();
+  } else {
+    typeError(c, n, "proxy.proxy_protocol", "a boolean (true or false)");
+  }
+}
+
+// Checked with CidrList itself, the parser the listener will use, so lint
+// accepts exactly what the proxy can match against.
+void applyProxyTrustedProxies(Ctx& c, const toml::node& n, Config& cfg) {
+  constexpr std::string_view kKey = "proxy.trusted_proxies";
+  auto items = getStringList(c, n, kKey);
+  if (!items) {
+    return;
+  }
+  cfg.proxy.trustedProxies.clear();
+  CidrList networks;
+  for (const auto& item : *items) {
+    ValueOrigin o = c.origin(item.node->source());
+    Diagnostics found;
+    networks.add(rules::ListEntry{item.value, std::move(o.where), std::move(o.sourceLine)}, found);
+    for (rules::Diagnostic d : found.items()) {
+      d.message = std::string(kKey) + ": " + d.message;
+      c.diags.add(std::move(d));
+    }
+    cfg.proxy.trustedProxies.push_back(item.value);
+  }
+}
+
+// A PROXY header names the client; accepted from anyone, it would let any
+// peer pick the address every rule and the backend see.
+void finishProxyProtocol(Ctx& c, const toml::table& t) {
+  const toml::node* enabled = t.get("proxy_protocol");
+  const toml::node* trusted = t.get("trusted_proxies");
+  const bool on = enabled != nullptr && enabled->value<bool>().value_or(false);
+  const bool listed = trusted != nullptr && !(trusted->is_array() && trusted->as_array()->empty());
+  if (on && !listed) {
+    c.error(enabled->source(),
+            "proxy.proxy_protocol = true needs proxy.trusted_proxies: list the load "
+            "balancers (CIDRs) allowed to send a PROXY header, or anyone could forge "
+            "their client address");
+  } else if (!on && listed) {
+    c.warning(trusted->source(),
+              "proxy.trusted_proxies has no effect unless proxy.proxy_protocol = true");
+  }
+}
+
 // Settings that only make sense together.
 void finishProxy(Ctx& c, const toml::table& t) {
+  finishProxyProtocol(c, t);
   const toml::node* cert = t.get("tls_certificate");
   const toml::node* key = t.get("tls_key");
   if (cert != nullptr && key == nullptr) {
@@ -465,18 +632,9 @@ void applyDnsServers(Ctx& c, const toml::node& n, Config& cfg) {
 }
 
 void applyDnsTimeout(Ctx& c, const toml::node& n, Config& cfg) {
-  const auto* s = n.as_string();
-  if (s == nullptr) {
-    typeError(c, n, "dns.timeout", "a duration string like \"5s\"");
-    return;
+  if (auto d = getDuration(c, n, "dns.timeout")) {
+    cfg.dns.timeout = *d;
   }
-  auto d = parseDuration(s->get());
-  if (!d || d->count() == 0) {
-    c.error(n.source(), "dns.timeout: bad duration " + quote(s->get()) +
-                            "; use a positive number with a unit: ms, s, m, h or d, like \"5s\"");
-    return;
-  }
-  cfg.dns.timeout = *d;
 }
 
 void applyRulesFiles(Ctx& c, const toml::node& n, Config& cfg) {
@@ -555,6 +713,22 @@ constexpr KeySpec kProxyKeys[] = {
     {"max_message_size", applyProxyMaxMessageSize},
     {"tls_certificate", applyProxyTlsCertificate},
     {"tls_key", applyProxyTlsKey},
+    {"max_recipients", applyCount<kMaxRecipients>},
+    {"max_errors", applyCount<kMaxErrors>},
+    {"command_timeout", applyDurationKey<kCommandTimeout>},
+    {"data_timeout", applyDurationKey<kDataTimeout>},
+    {"session_lifetime", applyDurationKey<kSessionLifetime>},
+    {"max_connections", applyCount<kMaxConnections>},
+    {"max_connections_per_ip", applyCount<kMaxConnectionsPerIp>},
+    {"max_line_length", applyCount<kMaxLineLength>},
+    {"bare_newlines", applyProxyBareNewlines},
+    {"shutdown_grace", applyDurationKey<kShutdownGrace>},
+    {"backend_connect_timeout", applyDurationKey<kBackendConnectTimeout>},
+    {"backend_timeout", applyDurationKey<kBackendTimeout>},
+    {"threads", applyCount<kThreads>},
+    {"proxy_protocol", applyProxyProxyProtocol},
+    {"trusted_proxies", applyProxyTrustedProxies},
+    {"tls_handshake_timeout", applyDurationKey<kTlsHandshakeTimeout>},
 };
 constexpr KeySpec kMilterKeys[] = {{"socket", applyMilterSocket}};
 constexpr KeySpec kDnsKeys[] = {{"servers", applyDnsServers}, {"timeout", applyDnsTimeout}};

@@ -6,7 +6,9 @@
 /// as `file:line:col: error: message` with the source line for a caret:
 /// unknown sections and keys (with the list of known ones, against typos),
 /// wrong value types, bad sizes and durations, bad addresses, and settings
-/// that need each other (`tls_certificate` without `tls_key`). A TOML syntax
+/// that need each other (`tls_certificate` without `tls_key`, `proxy_protocol`
+/// without `trusted_proxies`). Counts and durations are range-checked, so the
+/// proxy never sees a zero timeout or a limit that cannot work. A TOML syntax
 /// error stops the parse at that point, so it is reported alone. The result is
 /// nullopt if there was any error; warnings do not fail a load.
 ///
@@ -32,6 +34,7 @@
 /// the admin, not the network, writes it.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,6 +54,9 @@ struct ValueOrigin {
   std::string sourceLine;
 };
 
+/// What the proxy does with a bare LF or bare CR in DATA (proxy::BareLinePolicy).
+enum class BareNewlines { Reject, Normalize };
+
 struct ProxyConfig {
   std::vector<std::string> listen{"127.0.0.1:2525"};
   std::string backend{"127.0.0.1:25"};
@@ -58,6 +64,35 @@ struct ProxyConfig {
   std::string hostname;  ///< default: gethostname()
   std::uint64_t maxMessageSize = 50ull << 20;
   std::string tlsCertificate, tlsKey;
+
+  // Limits and timeouts. The defaults are those of proxy/limits.h and
+  // proxy::ProxySettings (policies/ cannot include proxy/; a test in
+  // tests/proxy checks that the two agree). Postfix equivalents in brackets.
+  std::size_t maxRecipients = 1000;      ///< [smtpd_recipient_limit = 1000]
+  std::size_t maxErrors = 20;            ///< [smtpd_hard_error_limit = 20]
+  std::size_t maxConnections = 1000;     ///< [default_process_limit = 100]
+  std::size_t maxConnectionsPerIp = 50;  ///< [smtpd_client_connection_count_limit = 50]
+  std::size_t maxLineLength = 2048;      ///< command text, CRLF not counted [line_length_limit]
+  BareNewlines bareNewlines = BareNewlines::Reject;  ///< [smtpd_forbid_bare_newline]
+  unsigned threads = 0;                              ///< I/O threads; 0 = one per core
+  /// Idle time while a command is due [smtpd_timeout = 300s].
+  std::chrono::milliseconds commandTimeout = std::chrono::seconds(300);
+  /// The whole message after 354 [none: smtpd_timeout is per read].
+  std::chrono::milliseconds dataTimeout = std::chrono::minutes(10);
+  /// Age at which a session is closed with 421 [none].
+  std::chrono::milliseconds sessionLifetime = std::chrono::hours(1);
+  /// Time open sessions get to finish after SIGTERM [none].
+  std::chrono::milliseconds shutdownGrace = std::chrono::seconds(30);
+  /// [smtp_connect_timeout = 30s]
+  std::chrono::milliseconds backendConnectTimeout = std::chrono::seconds(30);
+  /// Each backend reply but the one after the message [smtp_mail_timeout = 300s, ...].
+  std::chrono::milliseconds backendTimeout = std::chrono::seconds(300);
+  /// After STARTTLS [smtpd_starttls_timeout = 300s; 10s under stress].
+  std::chrono::milliseconds tlsHandshakeTimeout = std::chrono::seconds(10);
+  /// Read a PROXY protocol header first on every listener, from peers in
+  /// trustedProxies only [smtpd_upstream_proxy_protocol = haproxy].
+  bool proxyProtocol = false;
+  std::vector<std::string> trustedProxies;  ///< CIDRs, as written; checked with CidrList
 };
 
 struct MilterConfig {

@@ -4,8 +4,11 @@
 /// Each constant names the Postfix parameter it mirrors, so an administrator
 /// who knows main.cf can tell what the proxy will accept. The parsers take
 /// these as constructor parameters (defaults); the session may override them
-/// from the configuration. No parser buffers more than its limit plus a few
-/// bytes, whatever the peer sends.
+/// from the configuration.
+///
+/// SECURITY: these numbers are what stands between a peer and the proxy's
+/// memory: no parser buffers more than its limit plus a few bytes, whatever
+/// the peer sends. Raising one raises what a single connection may cost.
 
 #include <cstddef>
 #include <cstdint>

@@ -9,7 +9,10 @@
 ///    has not ended yet; feed more.
 ///  * Error — the input broke the grammar or a limit; the parser says in its own
 ///    `error()` what happened and whether it can go on.
-/// No parser throws on bad input, does I/O or keeps more than its limits.
+///
+/// SECURITY: `consumed` never exceeds the input size, so a caller that removes
+/// that many bytes cannot run past its buffer. No parser throws on bad input,
+/// does I/O or keeps more than its limits.
 
 #include <cstddef>
 

@@ -36,6 +36,26 @@ ProxySettings settingsFrom(const policies::Config& config) {
   s.backend.xclient = config.proxy.xclient;
   s.maxMessageSize = config.proxy.maxMessageSize;
   s.dryRun = config.rules.mode == policies::RulesMode::DryRun;
+  const policies::ProxyConfig& p = config.proxy;
+  s.maxRecipients = p.maxRecipients;
+  s.maxErrors = p.maxErrors;
+  s.commandTimeout = p.commandTimeout;
+  s.dataTimeout = p.dataTimeout;
+  s.sessionLifetime = p.sessionLifetime;
+  s.maxConnections = p.maxConnections;
+  s.maxConnectionsPerIp = p.maxConnectionsPerIp;
+  s.maxLineLength = p.maxLineLength;
+  s.bareLines = p.bareNewlines == policies::BareNewlines::Normalize ? BareLinePolicy::Normalize
+                                                                    : BareLinePolicy::Reject;
+  s.shutdownGrace = p.shutdownGrace;
+  // backend_timeout covers the reply to each command; the final reply to the
+  // message keeps BackendOptions::dataTimeout (smtp_data_done_timeout = 600s).
+  s.backend.connectTimeout = p.backendConnectTimeout;
+  s.backend.commandTimeout = p.backendTimeout;
+  s.threads = p.threads;
+  s.proxyProtocol = p.proxyProtocol;
+  s.trustedProxies = p.trustedProxies;
+  s.tlsHandshakeTimeout = p.tlsHandshakeTimeout;
   return s;
 }
 

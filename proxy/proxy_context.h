@@ -53,6 +53,14 @@ struct ProxySettings {
   /// file in spoolDirectory (unlinked at once).
   std::size_t messageMemoryLimit = std::size_t{1} << 20;
   std::string spoolDirectory = "/tmp";
+  /// Longest command line, CRLF not counted. Postfix: line_length_limit = 2048.
+  std::size_t maxLineLength = limits::kCommandLineMax;
+  /// Every listener reads a PROXY protocol header (proxy/proxy_protocol.h)
+  /// before the banner, and only from a peer inside trustedProxies. Postfix:
+  /// smtpd_upstream_proxy_protocol = haproxy.
+  bool proxyProtocol = false;
+  std::vector<std::string> trustedProxies;  ///< CIDRs, validated by parseConfig
+  unsigned threads = 0;                     ///< I/O threads; 0 = one per core
 };
 
 /// Builds the proxy settings from the configuration.

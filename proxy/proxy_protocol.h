@@ -131,7 +131,7 @@ class ProxyHeaderParser {
 
   std::size_t maxV2Header_;
   State state_ = State::Detect;
-  std::string buffer_;  ///< header bytes so far
+  std::string buffer_;      ///< header bytes so far
   std::size_t v2Size_ = 0;  ///< total v2 header size, once its length field is read
   ProxyHeader header_;
   ProxyError error_ = ProxyError::None;

@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (whole.complete) {
     std::string_view end = input.substr(0, whole.consumed);
     FUZZ_CHECK(end.size() >= 3 && end.substr(end.size() - 3) == ".\r\n");
-    FUZZ_CHECK(end.size() == 3 || end.substr(end.size() - 5) == "\r\n.\r\n");
+    FUZZ_CHECK(end.size() == 3 || (end.size() >= 5 && end.substr(end.size() - 5) == "\r\n.\r\n"));
   } else {
     FUZZ_CHECK(whole.consumed == input.size());
   }

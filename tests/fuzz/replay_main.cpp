@@ -61,9 +61,11 @@ void run(const std::string& input) {
 
 /// One random edit: flip, insert an interesting byte, erase, duplicate or splice.
 void mutate(std::string& s, const std::vector<std::string>& corpus, std::mt19937& rng) {
-  static const char kInteresting[] = {'\r', '\n', '.', '\0', ' ', '<', '>', '@', '"', '\\',
+  static const char kInteresting[] = {'\r', '\n', '.', '\0', ' ', '<', '>',    '@',    '"',   '\\',
                                       '=',  '+',  ':', '-',  '[', ']', '\x80', '\xC3', '\xFF'};
-  auto pick = [&](std::size_t n) { return n == 0 ? 0 : std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+  auto pick = [&](std::size_t n) {
+    return n == 0 ? 0 : std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+  };
   std::size_t pos = pick(s.size() + 1);
   switch (pick(5)) {
     case 0:

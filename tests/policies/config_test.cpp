@@ -122,17 +122,45 @@ TEST_CASE("config: the example in ../shared/DESIGN.md itself parses", "[config]"
   CHECK(diags.empty());
 }
 
+/// One bad config: exactly one error, at line:column, containing `fragment`.
+struct ErrorRow {
+  std::string text;
+  int line;
+  int column;
+  std::string fragment;
+};
+
+void checkOneError(const ErrorRow& row) {
+  CAPTURE(row.text);
+  rules::Diagnostics diags;
+  CHECK_FALSE(parseConfig(row.text, "/etc/smtpgate/smtpgate.toml", diags));
+  INFO(allMessages(diags));
+  REQUIRE(diags.errorCount() == 1);
+  const auto& d = diags.items().front();
+  CHECK(d.where.file == "/etc/smtpgate/smtpgate.toml");
+  CHECK(d.where.line == row.line);
+  CHECK(d.where.column == row.column);
+  CHECK_THAT(d.message, Catch::Contains(row.fragment));
+  // The source line is attached so lint can draw a caret under the column.
+  std::vector<std::string> lines;
+  std::istringstream in(row.text);
+  for (std::string l; std::getline(in, l);) {
+    lines.push_back(l);
+  }
+  REQUIRE(row.line <= static_cast<int>(lines.size()));
+  CHECK(d.sourceLine == lines[row.line - 1]);
+}
+
 TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
-  struct Row {
-    std::string text;
-    int line;
-    int column;
-    std::string fragment;
-  };
+  using Row = ErrorRow;
   const Row rows[] = {
       {"[proxy]\nlistn = [\"127.0.0.1:25\"]\n", 2, 1,
        "unknown key 'listn' in [proxy]; known keys: listen, backend, xclient, hostname, "
-       "max_message_size, tls_certificate, tls_key"},
+       "max_message_size, tls_certificate, tls_key, max_recipients, max_errors, "
+       "command_timeout, data_timeout, session_lifetime, max_connections, "
+       "max_connections_per_ip, max_line_length, bare_newlines, shutdown_grace, "
+       "backend_connect_timeout, backend_timeout, threads, proxy_protocol, trusted_proxies, "
+       "tls_handshake_timeout"},
       {"[prxy]\n", 1, 2, "unknown section [prxy]; known sections: proxy, milter, dns, rules"},
       {"listen = \"127.0.0.1:25\"\n", 1, 1, "unknown key 'listen' outside any section"},
       {"proxy = 5\n", 1, 9, "'proxy' must be a section [proxy], got an integer"},
@@ -191,24 +219,197 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
        "unknown key 'decisionz' in [log]"},
   };
   for (const auto& row : rows) {
-    CAPTURE(row.text);
+    checkOneError(row);
+  }
+}
+
+TEST_CASE("config: proxy limits and timeouts default to Postfix-like values", "[config]") {
+  rules::Diagnostics diags;
+  auto cfg = parseConfig("[proxy]\n", "/etc/smtpgate/smtpgate.toml", diags);
+  INFO(allMessages(diags));
+  REQUIRE(cfg);
+  CHECK(diags.empty());
+  const ProxyConfig& p = cfg->proxy;
+  CHECK(p.maxRecipients == 1000);
+  CHECK(p.maxErrors == 20);
+  CHECK(p.commandTimeout == 300s);
+  CHECK(p.dataTimeout == 10min);
+  CHECK(p.sessionLifetime == 1h);
+  CHECK(p.maxConnections == 1000);
+  CHECK(p.maxConnectionsPerIp == 50);
+  CHECK(p.maxLineLength == 2048);
+  CHECK(p.bareNewlines == BareNewlines::Reject);
+  CHECK(p.shutdownGrace == 30s);
+  CHECK(p.backendConnectTimeout == 30s);
+  CHECK(p.backendTimeout == 300s);
+  CHECK(p.threads == 0);
+  CHECK_FALSE(p.proxyProtocol);
+  CHECK(p.trustedProxies.empty());
+  CHECK(p.tlsHandshakeTimeout == 10s);
+  // The embedded default leaves them all out, so it gets the same values.
+  auto embedded = parseConfig(embeddedDefaultConfig(), std::string(kEmbeddedConfigName), diags);
+  REQUIRE(embedded);
+  CHECK(embedded->proxy.commandTimeout == 300s);
+  CHECK_FALSE(embedded->proxy.proxyProtocol);
+}
+
+TEST_CASE("config: proxy limits and timeouts take good values", "[config]") {
+  const std::string text = R"([proxy]
+max_recipients = 100
+max_errors = 1
+command_timeout = "1500ms"
+data_timeout = "20m"
+session_lifetime = "1d"
+max_connections = 5000
+max_connections_per_ip = 5000
+max_line_length = 512
+bare_newlines = "normalize"
+shutdown_grace = "0100s"
+backend_connect_timeout = "5s"
+backend_timeout = "2m"
+threads = 4
+proxy_protocol = true
+trusted_proxies = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]
+tls_handshake_timeout = "30s"
+)";
+  rules::Diagnostics diags;
+  auto cfg = parseConfig(text, "/etc/smtpgate/smtpgate.toml", diags);
+  INFO(allMessages(diags));
+  REQUIRE(cfg);
+  CHECK(diags.empty());
+  const ProxyConfig& p = cfg->proxy;
+  CHECK(p.maxRecipients == 100);
+  CHECK(p.maxErrors == 1);
+  CHECK(p.commandTimeout == 1500ms);
+  CHECK(p.dataTimeout == 20min);
+  CHECK(p.sessionLifetime == 24h);
+  CHECK(p.maxConnections == 5000);
+  CHECK(p.maxConnectionsPerIp == 5000);
+  CHECK(p.maxLineLength == 512);
+  CHECK(p.bareNewlines == BareNewlines::Normalize);
+  CHECK(p.shutdownGrace == 100s);
+  CHECK(p.backendConnectTimeout == 5s);
+  CHECK(p.backendTimeout == 2min);
+  CHECK(p.threads == 4);
+  CHECK(p.proxyProtocol);
+  CHECK(p.trustedProxies ==
+        std::vector<std::string>{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"});
+  CHECK(p.tlsHandshakeTimeout == 30s);
+
+  // The upper ends of the ranges, and a single string as a one-element list.
+  auto top = parseConfig(
+      "[proxy]\nmax_recipients = 100000\nmax_errors = 10000\nmax_connections = 1000000\n"
+      "max_line_length = 1048576\nthreads = 1024\nbare_newlines = \"reject\"\n"
+      "trusted_proxies = \"0.0.0.0/0\"\nproxy_protocol = true\n",
+      "smtpgate.toml", diags);
+  INFO(allMessages(diags));
+  REQUIRE(top);
+  CHECK(top->proxy.maxRecipients == 100000);
+  CHECK(top->proxy.maxLineLength == 1048576);
+  CHECK(top->proxy.threads == 1024);
+  CHECK(top->proxy.trustedProxies == std::vector<std::string>{"0.0.0.0/0"});
+}
+
+TEST_CASE("config: bad proxy limits and timeouts are reported at file:line:col", "[config]") {
+  const ErrorRow rows[] = {
+      {"[proxy]\nmax_recipients = 0\n", 2, 18,
+       "proxy.max_recipients: 0 is out of range; use a whole number from 1 to 100000"},
+      {"[proxy]\nmax_recipients = 100001\n", 2, 18, "out of range"},
+      {"[proxy]\nmax_recipients = \"1000\"\n", 2, 18,
+       "proxy.max_recipients: expected a whole number, got a string"},
+      {"[proxy]\nmax_recipients = 1.5\n", 2, 18, "expected a whole number"},
+      {"[proxy]\nmax_errors = -1\n", 2, 14, "proxy.max_errors: -1 is out of range"},
+      {"[proxy]\nmax_connections = 0\n", 2, 19, "proxy.max_connections: 0 is out of range"},
+      {"[proxy]\nmax_connections_per_ip = 0\n", 2, 26,
+       "proxy.max_connections_per_ip: 0 is out of range; use a whole number from 1 to 1000000"},
+      {"[proxy]\nmax_line_length = 511\n", 2, 19,
+       "proxy.max_line_length: 511 is out of range; use a whole number from 512 to 1048576"},
+      {"[proxy]\nmax_line_length = 1048577\n", 2, 19, "out of range"},
+      {"[proxy]\nmax_line_length = \"2K\"\n", 2, 19, "expected a whole number"},
+      {"[proxy]\nthreads = -1\n", 2, 11,
+       "proxy.threads: -1 is out of range; use a whole number "
+       "from 0 to 1024"},
+      {"[proxy]\nthreads = 1025\n", 2, 11, "out of range"},
+      {"[proxy]\ncommand_timeout = 300\n", 2, 19,
+       "proxy.command_timeout: expected a duration string like \"5s\", got an integer"},
+      {"[proxy]\ncommand_timeout = \"300\"\n", 2, 19,
+       "proxy.command_timeout: bad duration \"300\"; use a positive number with a unit"},
+      {"[proxy]\ncommand_timeout = \"0s\"\n", 2, 19, "bad duration \"0s\""},
+      {"[proxy]\ndata_timeout = \"10 m\"\n", 2, 16, "proxy.data_timeout: bad duration"},
+      {"[proxy]\nsession_lifetime = \"25h\"\n", 2, 20,
+       "proxy.session_lifetime: \"25h\" is too long; at most \"1d\""},
+      {"[proxy]\nshutdown_grace = \"-1s\"\n", 2, 18, "proxy.shutdown_grace: bad duration"},
+      {"[proxy]\nbackend_connect_timeout = \"2d\"\n", 2, 27,
+       "proxy.backend_connect_timeout: \"2d\" is too long"},
+      {"[proxy]\nbackend_timeout = \"5min\"\n", 2, 19, "proxy.backend_timeout: bad duration"},
+      {"[proxy]\ntls_handshake_timeout = true\n", 2, 25,
+       "proxy.tls_handshake_timeout: expected a duration string"},
+      {"[proxy]\nbare_newlines = \"accept\"\n", 2, 17,
+       "proxy.bare_newlines: must be \"reject\" or \"normalize\", got \"accept\""},
+      {"[proxy]\nbare_newlines = \"Reject\"\n", 2, 17, "got \"Reject\""},
+      {"[proxy]\nproxy_protocol = \"yes\"\n", 2, 18,
+       "proxy.proxy_protocol: expected a boolean (true or false), got a string"},
+      // PROXY headers only from listed peers: the list is required.
+      {"[proxy]\nproxy_protocol = true\n", 2, 18,
+       "proxy.proxy_protocol = true needs proxy.trusted_proxies"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = []\n", 2, 18,
+       "needs proxy.trusted_proxies"},
+      // Every CIDR is checked, each at its own column.
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n", 3,
+       34,
+       "proxy.trusted_proxies: prefix length /33 in \"10.0.0.0/33\" is too long: IPv4 prefixes "
+       "are 0-32"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"lb.example.com\"]\n", 3, 20,
+       "proxy.trusted_proxies: not an IP address or network: \"lb.example.com\""},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"2001:db8::/129\"]\n", 3, 20,
+       "IPv6 prefixes are 0-128"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/\"]\n", 3, 20,
+       "bad prefix length"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"\"]\n", 3, 20,
+       "proxy.trusted_proxies: not an IP address or network"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", 7]\n", 3, 34,
+       "proxy.trusted_proxies element: expected a string, got an integer"},
+      {"[proxy]\nproxy_protocol = true\ntrusted_proxies = 10\n", 3, 19,
+       "proxy.trusted_proxies: expected an array of strings, got an integer"},
+  };
+  for (const auto& row : rows) {
+    checkOneError(row);
+  }
+}
+
+TEST_CASE("config: trusted_proxies warnings do not fail the load", "[config]") {
+  SECTION("host bits set: the network is used, and lint says so") {
     rules::Diagnostics diags;
-    CHECK_FALSE(parseConfig(row.text, "/etc/smtpgate/smtpgate.toml", diags));
-    INFO(allMessages(diags));
-    REQUIRE(diags.errorCount() == 1);
+    auto cfg = parseConfig("[proxy]\nproxy_protocol = true\ntrusted_proxies = [\"10.1.2.3/8\"]\n",
+                           "smtpgate.toml", diags);
+    REQUIRE(cfg);
+    REQUIRE(diags.items().size() == 1);
     const auto& d = diags.items().front();
-    CHECK(d.where.file == "/etc/smtpgate/smtpgate.toml");
-    CHECK(d.where.line == row.line);
-    CHECK(d.where.column == row.column);
-    CHECK_THAT(d.message, Catch::Contains(row.fragment));
-    // The source line is attached so lint can draw a caret under the column.
-    std::vector<std::string> lines;
-    std::istringstream in(row.text);
-    for (std::string l; std::getline(in, l);) {
-      lines.push_back(l);
+    CHECK(d.severity == rules::Severity::Warning);
+    CHECK(d.where.line == 3);
+    CHECK(d.where.column == 20);
+    CHECK_THAT(d.message, Catch::Contains("proxy.trusted_proxies: host bits set in 10.1.2.3/8; "
+                                          "did you mean 10.0.0.0/8?"));
+  }
+  SECTION("a list without proxy_protocol has no effect") {
+    for (const std::string text :
+         {"[proxy]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+          "[proxy]\nproxy_protocol = false\ntrusted_proxies = [\"10.0.0.0/8\"]\n"}) {
+      CAPTURE(text);
+      rules::Diagnostics diags;
+      auto cfg = parseConfig(text, "smtpgate.toml", diags);
+      REQUIRE(cfg);
+      REQUIRE(diags.items().size() == 1);
+      CHECK(diags.items()[0].severity == rules::Severity::Warning);
+      CHECK_THAT(diags.items()[0].message,
+                 Catch::Contains("has no effect unless proxy.proxy_protocol = true"));
+      CHECK(cfg->proxy.trustedProxies == std::vector<std::string>{"10.0.0.0/8"});
     }
-    REQUIRE(row.line <= static_cast<int>(lines.size()));
-    CHECK(d.sourceLine == lines[row.line - 1]);
+  }
+  SECTION("an empty list without proxy_protocol is quiet") {
+    rules::Diagnostics diags;
+    CHECK(parseConfig("[proxy]\ntrusted_proxies = []\n", "smtpgate.toml", diags));
+    CHECK(diags.empty());
   }
 }
 

@@ -129,10 +129,10 @@ struct Smuggle {
 // The sequences of the SMTP smuggling family (CVE-2023-51764 and relatives):
 // each must not end the data.
 const std::vector<Smuggle> kSmuggling = {
-    {"\n.\n", DataError::BareLf},     {"\n.\r\n", DataError::BareLf},
-    {"\r.\r", DataError::BareCr},     {"\r\n.\n", DataError::BareLf},
-    {"\r.\r\n", DataError::BareCr},   {"\r\n.\r", DataError::BareCr},
-    {"\n.\r", DataError::BareLf},     {"\r.\n", DataError::BareCr},
+    {"\n.\n", DataError::BareLf},       {"\n.\r\n", DataError::BareLf},
+    {"\r.\r", DataError::BareCr},       {"\r\n.\n", DataError::BareLf},
+    {"\r.\r\n", DataError::BareCr},     {"\r\n.\r", DataError::BareCr},
+    {"\n.\r", DataError::BareLf},       {"\r.\n", DataError::BareCr},
     {"\r\n.\r\r\n", DataError::BareCr}, {"\r\n\n.\r\n", DataError::BareLf},
 };
 
@@ -158,10 +158,10 @@ TEST_CASE("DataFramer: smuggling sequences do not end the data (Reject)", "[prox
 
 TEST_CASE("DataFramer: smuggling sequences are normalized (Normalize)", "[proxy][data]") {
   const std::vector<std::pair<std::string, std::string>> expected = {
-      {"\n.\n", "body\r\n.\r\nMAIL"},        {"\n.\r\n", "body\r\n.\r\nMAIL"},
-      {"\r.\r", "body\r\n.\r\nMAIL"},        {"\r\n.\n", "body\r\n.\r\nMAIL"},
-      {"\r.\r\n", "body\r\n.\r\nMAIL"},      {"\r\n.\r", "body\r\n.\r\nMAIL"},
-      {"\n.\r", "body\r\n.\r\nMAIL"},        {"\r.\n", "body\r\n.\r\nMAIL"},
+      {"\n.\n", "body\r\n.\r\nMAIL"},           {"\n.\r\n", "body\r\n.\r\nMAIL"},
+      {"\r.\r", "body\r\n.\r\nMAIL"},           {"\r\n.\n", "body\r\n.\r\nMAIL"},
+      {"\r.\r\n", "body\r\n.\r\nMAIL"},         {"\r\n.\r", "body\r\n.\r\nMAIL"},
+      {"\n.\r", "body\r\n.\r\nMAIL"},           {"\r.\n", "body\r\n.\r\nMAIL"},
       {"\r\n.\r\r\n", "body\r\n.\r\n\r\nMAIL"}, {"\r\n\n.\r\n", "body\r\n\r\n.\r\nMAIL"},
   };
   REQUIRE(expected.size() == kSmuggling.size());

@@ -28,10 +28,10 @@ TEST_CASE("dotStuff: line ends, leading dots, terminator", "[proxy][dot_stuffer]
       {"..x\r\n", "...x\r\n.\r\n"},
       {"a\r\n.b\r\n.\r\n", "a\r\n..b\r\n..\r\n.\r\n"},
       {"a.b\r\n", "a.b\r\n.\r\n"},
-      {"a\nb\n", "a\r\nb\r\n.\r\n"},                 // bare LF -> CRLF
-      {"a\rb\r", "a\r\nb\r\n.\r\n"},                 // bare CR -> CRLF
+      {"a\nb\n", "a\r\nb\r\n.\r\n"},  // bare LF -> CRLF
+      {"a\rb\r", "a\r\nb\r\n.\r\n"},  // bare CR -> CRLF
       {"a\r\r\nb", "a\r\n\r\nb\r\n.\r\n"},
-      {"\n.\n", "\r\n..\r\n.\r\n"},                  // a smuggling attempt stays content
+      {"\n.\n", "\r\n..\r\n.\r\n"},  // a smuggling attempt stays content
       {"x\r\n.\r\nMAIL FROM:<e@x>\r\n", "x\r\n..\r\nMAIL FROM:<e@x>\r\n.\r\n"},
       {"\r\n", "\r\n.\r\n"},
   };
@@ -95,9 +95,9 @@ std::string normalizedLineEnds(std::string_view in) {
 /// smuggling sequences and terminators.
 std::string randomInput(std::mt19937& rng) {
   static const std::vector<std::string> kPieces = {
-      "\r",    "\n",      ".",       "a",       " ",      std::string(1, '\0'),
-      "\xC3",  "\r\n",    "\r\n.\r\n", "\n.\n",  "\n.\r\n", "\r.\r",
-      "\r\n.\n", "\r.\r\n", "\r\n.\r", "..",     "\r\n..", "MAIL FROM:<x@y>",
+      "\r",      "\n",      ".",         "a",     " ",       std::string(1, '\0'),
+      "\xC3",    "\r\n",    "\r\n.\r\n", "\n.\n", "\n.\r\n", "\r.\r",
+      "\r\n.\n", "\r.\r\n", "\r\n.\r",   "..",    "\r\n..",  "MAIL FROM:<x@y>",
   };
   std::uniform_int_distribution<std::size_t> length(0, 40);
   std::uniform_int_distribution<std::size_t> piece(0, kPieces.size() - 1);

@@ -60,7 +60,8 @@ struct Case {
 TEST_CASE("LineReader splits lines and flags oddities", "[proxy][line_reader]") {
   const std::vector<Case> cases = {
       {"one CRLF line", "HELO a\r\n", {"HELO a"}},
-      {"pipelined", "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+      {"pipelined",
+       "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
        {"MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA"}},
       {"bare LF accepted and reported", "NOOP\nQUIT\r\n", {"NOOP [bareLf]", "QUIT"}},
       {"empty line", "\r\n", {""}},
@@ -88,7 +89,8 @@ TEST_CASE("LineReader enforces the line limit and recovers", "[proxy][line_reade
       {"far too long", std::string(10000, 'x') + "\r\nNOOP\r\n", {"!LineTooLong", "NOOP"}},
       {"too long, bare LF end", std::string(100, 'x') + "\nQUIT\r\n", {"!LineTooLong", "QUIT"}},
       {"max then CR then text", "12345678\rX\r\nNOOP\r\n", {"!LineTooLong", "NOOP"}},
-      {"two long lines", std::string(20, 'a') + "\r\n" + std::string(20, 'b') + "\r\nRSET\r\n",
+      {"two long lines",
+       std::string(20, 'a') + "\r\n" + std::string(20, 'b') + "\r\nRSET\r\n",
        {"!LineTooLong", "!LineTooLong", "RSET"}},
       {"too long, no end yet", std::string(20, 'a'), {"!LineTooLong"}},
   };

@@ -40,7 +40,9 @@ Parsed parse(const std::vector<std::string_view>& chunks, std::size_t maxLines =
   return p;
 }
 
-Parsed parse(std::string_view input) { return parse(std::vector<std::string_view>{input}); }
+Parsed parse(std::string_view input) {
+  return parse(std::vector<std::string_view>{input});
+}
 
 struct Good {
   std::string input;
@@ -56,12 +58,16 @@ TEST_CASE("ReplyParser parses single and multi-line replies", "[proxy][reply]") 
       {"250\r\n", 250, {""}, ""},
       {"250 \r\n", 250, {""}, ""},
       {"354 End data with <CR><LF>.<CR><LF>\r\n", 354, {"End data with <CR><LF>.<CR><LF>"}, ""},
-      {"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n", 250,
-       {"mx.example.org", "PIPELINING", "SIZE 10240000", "8BITMIME"}, ""},
-      {"550-5.7.1 first\r\n550-5.7.1 second\r\n550 5.7.1 third\r\n", 550,
-       {"5.7.1 first", "5.7.1 second", "5.7.1 third"}, "5.7.1"},
+      {"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
+       250,
+       {"mx.example.org", "PIPELINING", "SIZE 10240000", "8BITMIME"},
+       ""},
+      {"550-5.7.1 first\r\n550-5.7.1 second\r\n550 5.7.1 third\r\n",
+       550,
+       {"5.7.1 first", "5.7.1 second", "5.7.1 third"},
+       "5.7.1"},
       {"250-\r\n250 last\r\n", 250, {"", "last"}, ""},
-      {"250 2.0.0 Ok\n", 250, {"2.0.0 Ok"}, "2.0.0"},               // LF accepted
+      {"250 2.0.0 Ok\n", 250, {"2.0.0 Ok"}, "2.0.0"},  // LF accepted
       {"451 4.3.0 Error\tdetail\r\n", 451, {"4.3.0 Error\tdetail"}, "4.3.0"},
       {"250 5.0.0 odd\r\n", 250, {"5.0.0 odd"}, ""},  // class mismatch: text, not an esc
       {"250 2.0.0\r\n", 250, {"2.0.0"}, "2.0.0"},
@@ -178,8 +184,8 @@ TEST_CASE("capabilitiesFromEhlo", "[proxy][reply]") {
   REQUIRE(p.status == ParseStatus::Complete);
   std::set<std::string> caps = capabilitiesFromEhlo(p.reply);
   CHECK(caps == std::set<std::string>{"PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "STARTTLS",
-                                      "XCLIENT NAME ADDR PORT PROTO HELO", "8BITMIME",
-                                      "SMTPUTF8", "CHUNKING"});
+                                      "XCLIENT NAME ADDR PORT PROTO HELO", "8BITMIME", "SMTPUTF8",
+                                      "CHUNKING"});
   CHECK(capabilityParams(caps, "size") == "10240000");
   CHECK(capabilityParams(caps, "PIPELINING") == "");
   CHECK(capabilityParams(caps, "XCLIENT") == "NAME ADDR PORT PROTO HELO");

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,12 +30,21 @@ namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
 
-std::string errnoText(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string errnoText(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 /// Everything between fork and exec: only async-signal-safe calls. Never returns.
 /// `stdinFd`/`outFd` become fds 0 and 1+2; `errFd` reports an exec failure.
-[[noreturn]] void execChild(char* const* argv, int stdinFd, int outFd, int errFd) {
+[[noreturn]] void execChild(char* const* argv, int stdinFd, int outFd, int errFd, pid_t parent) {
   ::setpgid(0, 0);
+  // If the test binary dies without running destructors (crash, ctest's
+  // timeout kill), take the child along. Linux clears this on exec of a
+  // set-uid program and on a credential change (smtp-sink -u).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) {
+    ::_exit(127);  // the parent died before prctl took effect
+  }
   // Undo what the test process may have changed: an ignored SIGPIPE or a
   // blocked signal would survive exec and change how the program behaves.
   struct sigaction dfl {};
@@ -81,6 +91,7 @@ pid_t spawn(const std::vector<std::string>& argv, int stdinFd, int outFd) {
   if (::pipe2(errPipe, O_CLOEXEC) < 0) {
     throw std::runtime_error(errnoText("pipe2"));
   }
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(errPipe[0]);
@@ -89,7 +100,7 @@ pid_t spawn(const std::vector<std::string>& argv, int stdinFd, int outFd) {
   }
   if (pid == 0) {
     ::close(errPipe[0]);
-    execChild(ptrs.data(), stdinFd, outFd, errPipe[1]);
+    execChild(ptrs.data(), stdinFd, outFd, errPipe[1], parent);
   }
   ::setpgid(pid, pid);  // also here, so a kill(-pid) right after start() cannot miss
   ::close(errPipe[1]);
@@ -129,6 +140,71 @@ int exitCodeOf(int status) {
   }
   return -1;
 }
+
+/// The parent's ends of a command's pipes: feeds its stdin, collects its output.
+class CommandPipes {
+ public:
+  CommandPipes(int outFd, int inFd, const std::string& input)
+      : outFd_(outFd), inFd_(inFd), input_(input) {
+    ::fcntl(outFd_, F_SETFL, O_NONBLOCK);
+    ::fcntl(inFd_, F_SETFL, O_NONBLOCK);
+    if (!input_.empty()) {
+      ::signal(SIGPIPE, SIG_IGN);  // a command that exits early must not kill the test
+    }
+  }
+  ~CommandPipes() {
+    ::close(outFd_);
+    closeInput();
+  }
+  CommandPipes(const CommandPipes&) = delete;
+  CommandPipes& operator=(const CommandPipes&) = delete;
+
+  /// Waits up to one poll interval, then moves what it can in both directions.
+  void pump() {
+    if (written_ == input_.size()) {
+      closeInput();  // EOF on stdin once everything is written
+    }
+    pollfd fds[2] = {{outFd_, POLLIN, 0}, {inFd_, POLLOUT, 0}};
+    ::poll(fds, inFd_ >= 0 ? 2 : 1, static_cast<int>(kPollInterval.count()));
+    readAvailable();
+    if (inFd_ < 0 || (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) == 0) {
+      return;
+    }
+    ssize_t n = ::write(inFd_, input_.data() + written_, input_.size() - written_);
+    if (n > 0) {
+      written_ += static_cast<std::size_t>(n);
+    } else if (errno != EAGAIN && errno != EINTR) {
+      written_ = input_.size();  // the reader is gone: stop feeding it
+    }
+  }
+
+  /// Everything the command wrote, including what is still in the pipe.
+  std::string drain() {
+    readAvailable();
+    return std::move(output_);
+  }
+
+ private:
+  void readAvailable() {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(outFd_, buf, sizeof buf)) > 0) {
+      output_.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  void closeInput() {
+    if (inFd_ >= 0) {
+      ::close(inFd_);
+      inFd_ = -1;
+    }
+  }
+
+  int outFd_;
+  int inFd_;
+  const std::string& input_;
+  std::size_t written_ = 0;
+  std::string output_;
+};
 
 int openOrThrow(const std::string& path, int flags, mode_t mode = 0644) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
@@ -181,7 +257,9 @@ void addListeningInodes(const std::string& table, std::map<std::string, std::uin
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::string logPath)
     : argv_(std::move(argv)), logPath_(std::move(logPath)) {}
 
-ChildProcess::~ChildProcess() { stop(); }
+ChildProcess::~ChildProcess() {
+  stop();
+}
 
 void ChildProcess::start() {
   if (pid_ > 0) {
@@ -200,7 +278,9 @@ void ChildProcess::start() {
   ::close(nullFd);
 }
 
-bool ChildProcess::running() { return pid_ > 0 && !status_ && !wait(Clock::now()).has_value(); }
+bool ChildProcess::running() {
+  return pid_ > 0 && !status_ && !wait(Clock::now()).has_value();
+}
 
 std::optional<int> ChildProcess::wait(Deadline deadline) {
   if (pid_ <= 0 || status_) {
@@ -232,75 +312,48 @@ std::optional<int> ChildProcess::stop(std::chrono::milliseconds grace) {
   return status_;
 }
 
-std::string ChildProcess::log() const { return readFile(logPath_); }
+std::string ChildProcess::log() const {
+  return readFile(logPath_);
+}
 
 CommandResult runCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          const std::string& stdinData) {
   int out[2];
   int in[2];
-  if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(in, O_CLOEXEC) < 0) {
+  if (::pipe2(out, O_CLOEXEC) < 0) {
     throw std::runtime_error(errnoText("pipe2"));
   }
+  if (::pipe2(in, O_CLOEXEC) < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw std::runtime_error(errnoText("pipe2"));
+  }
+  CommandPipes pipes(out[0], in[1], stdinData);
   pid_t pid;
   try {
     pid = spawn(argv, in[0], out[1]);
   } catch (...) {
-    for (int fd : {out[0], out[1], in[0], in[1]}) {
-      ::close(fd);
-    }
+    ::close(out[1]);
+    ::close(in[0]);
     throw;
   }
   ::close(out[1]);
   ::close(in[0]);
-  ::fcntl(out[0], F_SETFL, O_NONBLOCK);
-  ::fcntl(in[1], F_SETFL, O_NONBLOCK);
-  if (!stdinData.empty()) {
-    ::signal(SIGPIPE, SIG_IGN);  // a command that exits early must not kill the test
-  }
 
   CommandResult result;
-  std::size_t written = 0;
-  int stdinFd = in[1];
   auto deadline = deadlineIn(timeout);
-  char buf[4096];
-  for (;;) {
-    if (stdinFd >= 0 && written == stdinData.size()) {
-      ::close(stdinFd);
-      stdinFd = -1;
-    }
-    pollfd fds[2] = {{out[0], POLLIN, 0}, {stdinFd, POLLOUT, 0}};
-    ::poll(fds, stdinFd >= 0 ? 2 : 1, static_cast<int>(kPollInterval.count()));
-    ssize_t n;
-    while ((n = ::read(out[0], buf, sizeof buf)) > 0) {
-      result.output.append(buf, static_cast<std::size_t>(n));
-    }
-    if (stdinFd >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
-      n = ::write(stdinFd, stdinData.data() + written, stdinData.size() - written);
-      if (n > 0) {
-        written += static_cast<std::size_t>(n);
-      } else if (errno != EAGAIN && errno != EINTR) {
-        written = stdinData.size();  // the reader is gone: stop feeding it
-      }
-    }
-    if (hasExited(pid)) {
-      break;
-    }
+  // Until the command itself exits — not until EOF on the pipe, which a
+  // daemon it started could hold open.
+  while (!hasExited(pid)) {
     if (Clock::now() >= deadline) {
-      ::kill(-pid, SIGKILL);
       result.timedOut = true;
       break;
     }
+    pipes.pump();
   }
   ::kill(-pid, SIGKILL);  // leftovers of its group (not daemons: they setsid())
   int status = reap(pid);
-  ssize_t n;
-  while ((n = ::read(out[0], buf, sizeof buf)) > 0) {
-    result.output.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out[0]);
-  if (stdinFd >= 0) {
-    ::close(stdinFd);
-  }
+  result.output = pipes.drain();
   result.exitCode = result.timedOut ? -1 : exitCodeOf(status);
   return result;
 }
@@ -416,8 +469,8 @@ void writeFile(const std::string& path, const std::string& contents) {
 
 TempDir::TempDir(const std::string& prefix, mode_t mode) {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
-                        prefix + "-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" + prefix + "-XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {

@@ -9,6 +9,10 @@
 ///    period is over, and reaps the child. Only that group is signalled — never
 ///    a process chosen by name, because other tests run the same programs.
 ///  * runCommand() kills its command's group when the timeout expires.
+///  * Children also get PR_SET_PDEATHSIG=SIGKILL, so a test binary that dies
+///    without unwinding does not leave them running. That signal fires when
+///    the *thread* that started them exits: start children from the test's
+///    own thread, not from a short-lived helper thread.
 ///  * TempDir removes its tree on destruction, unless the environment has
 ///    SMTPGATE_KEEP_TEST_DIRS=1 (then it prints the path to stderr and keeps it).
 ///
@@ -39,11 +43,13 @@ using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
 /// The deadline `timeout` from now.
-inline Deadline deadlineIn(std::chrono::milliseconds timeout) { return Clock::now() + timeout; }
+inline Deadline deadlineIn(std::chrono::milliseconds timeout) {
+  return Clock::now() + timeout;
+}
 
 /// A program started with fork/exec, its stdout and stderr appended to a log file.
 class ChildProcess {
-public:
+ public:
   /// `argv[0]` is the program (a path, or a name looked up in PATH).
   ChildProcess(std::vector<std::string> argv, std::string logPath);
   ~ChildProcess();
@@ -67,7 +73,7 @@ public:
   /// The log written so far (stdout and stderr interleaved).
   std::string log() const;
 
-private:
+ private:
   std::vector<std::string> argv_;
   std::string logPath_;
   pid_t pid_ = -1;
@@ -114,7 +120,7 @@ void writeFile(const std::string& path, const std::string& contents);
 /// A fresh directory from mkdtemp under $TMPDIR (or /tmp), removed with all its
 /// contents on destruction unless SMTPGATE_KEEP_TEST_DIRS=1.
 class TempDir {
-public:
+ public:
   /// `mode` is applied after creation: 0755 for trees that unprivileged daemons
   /// (Postfix's `postfix` user, smtp-sink's `nobody`) must traverse.
   explicit TempDir(const std::string& prefix = "smtpgate-test", mode_t mode = 0700);
@@ -126,7 +132,7 @@ public:
   /// path() + "/" + name.
   std::string file(const std::string& name) const { return path_ + "/" + name; }
 
-private:
+ private:
   std::string path_;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <regex>
 #include <stdexcept>
 
@@ -118,21 +119,30 @@ std::vector<SinkMessage> parseSinkDump(const std::string& dump, std::size_t limi
 
 SmtpSink::SmtpSink(SmtpSinkOptions options) : options_(std::move(options)) {}
 
-SmtpSink::~SmtpSink() { stop(); }
+SmtpSink::~SmtpSink() {
+  stop();
+}
 
 std::vector<std::string> SmtpSink::commandLine() const {
-  std::vector<std::string> argv = {kProgram, "-c", "-D", escapeStrftime(dumpPath_),
-                                   "-S",     kMarkerArg, "-h", options_.hostname,
+  std::vector<std::string> argv = {kProgram, "-c",
+                                   "-D",     escapeStrftime(dumpPath_),
+                                   "-S",     kMarkerArg,
+                                   "-h",     options_.hostname,
                                    "-t",     std::to_string(options_.commandTimeoutSeconds)};
   if (::geteuid() == 0) {
     argv.insert(argv.end(), {"-u", kSinkUser});
   }
   const std::pair<bool, const char*> switches[] = {
-      {!options_.esmtp, "-e"},     {!options_.pipelining, "-p"},
-      {!options_.eightBitMime, "-8"}, {!options_.auth, "-a"},
-      {!options_.xclient, "-C"},   {!options_.xforward, "-F"},
-      {!options_.enhancedStatusCodes, "-E"}, {!options_.dsn, "-N"},
-      {options_.lmtp, "-L"},       {options_.verbose, "-v"},
+      {!options_.esmtp, "-e"},
+      {!options_.pipelining, "-p"},
+      {!options_.eightBitMime, "-8"},
+      {!options_.auth, "-a"},
+      {!options_.xclient, "-C"},
+      {!options_.xforward, "-F"},
+      {!options_.enhancedStatusCodes, "-E"},
+      {!options_.dsn, "-N"},
+      {options_.lmtp, "-L"},
+      {options_.verbose, "-v"},
   };
   for (const auto& [on, flag] : switches) {
     if (on) {
@@ -203,14 +213,18 @@ void SmtpSink::stop() {
   }
 }
 
-bool SmtpSink::running() { return process_ && process_->running(); }
+bool SmtpSink::running() {
+  return process_ && process_->running();
+}
 
-std::string SmtpSink::relayhost() const { return "[" + host_ + "]:" + std::to_string(port_); }
+std::string SmtpSink::relayhost() const {
+  return "[" + host_ + "]:" + std::to_string(port_);
+}
 
 std::size_t SmtpSink::messageCount() const {
   // "-c" writes "sess=N quit=N mesg=N\r" after each completed message and
   // each session; the last one counts.
-  static const std::regex kCounter("mesg=([0-9]+)");
+  static const std::regex kCounter("sess=[0-9]+ quit=[0-9]+ mesg=([0-9]+)");
   std::string text = log();
   std::size_t count = 0;
   for (std::sregex_iterator it(text.begin(), text.end(), kCounter), end; it != end; ++it) {
@@ -229,6 +243,8 @@ bool SmtpSink::waitForMessages(std::size_t count, Deadline deadline) const {
   return waitFor([&] { return messageCount() >= count; }, deadline);
 }
 
-std::string SmtpSink::log() const { return process_ ? process_->log() : std::string(); }
+std::string SmtpSink::log() const {
+  return process_ ? process_->log() : std::string();
+}
 
 }  // namespace smtpgate::testing

@@ -80,11 +80,11 @@ struct SinkMessage {
   std::string sender;                   ///< from mailArgs, without <>; "" for <>
   std::vector<std::string> rcptArgs;    ///< one per accepted RCPT, in order
   std::vector<std::string> recipients;  ///< from rcptArgs, without <>
-  std::string data;  ///< the content, CRs removed and dot-unstuffed (see above)
+  std::string data;                     ///< the content, CRs removed and dot-unstuffed (see above)
 };
 
 class SmtpSink {
-public:
+ public:
   static constexpr const char* kProgram = "/usr/sbin/smtp-sink";
 
   explicit SmtpSink(SmtpSinkOptions options = {});
@@ -112,7 +112,7 @@ public:
   /// smtp-sink's stdout/stderr: counters, warnings, -v conversations.
   std::string log() const;
 
-private:
+ private:
   std::vector<std::string> commandLine() const;
 
   SmtpSinkOptions options_;

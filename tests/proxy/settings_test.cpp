@@ -1,0 +1,87 @@
+// settingsFrom(): the [proxy] keys reach ProxySettings, and the defaults that
+// policies/config.h repeats (policies/ cannot include proxy/limits.h) agree
+// with ProxySettings' own.
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "policies/config.h"
+#include "proxy/proxy_context.h"
+
+namespace smtpgate::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+
+policies::Config parse(const std::string& text) {
+  rules::Diagnostics diags;
+  auto cfg = policies::parseConfig(text, "smtpgate.toml", diags);
+  INFO(rules::format(diags));
+  REQUIRE(cfg);
+  return *cfg;
+}
+
+TEST_CASE("settingsFrom: config defaults equal ProxySettings defaults", "[proxy][settings]") {
+  const ProxySettings fromConfig = settingsFrom(parse(""));
+  const ProxySettings defaults;
+  CHECK(fromConfig.maxRecipients == defaults.maxRecipients);
+  CHECK(fromConfig.maxErrors == defaults.maxErrors);
+  CHECK(fromConfig.commandTimeout == defaults.commandTimeout);
+  CHECK(fromConfig.dataTimeout == defaults.dataTimeout);
+  CHECK(fromConfig.sessionLifetime == defaults.sessionLifetime);
+  CHECK(fromConfig.maxConnections == defaults.maxConnections);
+  CHECK(fromConfig.maxConnectionsPerIp == defaults.maxConnectionsPerIp);
+  CHECK(fromConfig.maxLineLength == defaults.maxLineLength);
+  CHECK(fromConfig.maxLineLength == limits::kCommandLineMax);
+  CHECK(fromConfig.bareLines == defaults.bareLines);
+  CHECK(fromConfig.shutdownGrace == defaults.shutdownGrace);
+  CHECK(fromConfig.backend.connectTimeout == defaults.backend.connectTimeout);
+  CHECK(fromConfig.backend.commandTimeout == defaults.backend.commandTimeout);
+  CHECK(fromConfig.backend.dataTimeout == defaults.backend.dataTimeout);
+  CHECK(fromConfig.threads == defaults.threads);
+  CHECK(fromConfig.proxyProtocol == defaults.proxyProtocol);
+  CHECK(fromConfig.trustedProxies == defaults.trustedProxies);
+  CHECK(fromConfig.tlsHandshakeTimeout == defaults.tlsHandshakeTimeout);
+}
+
+TEST_CASE("settingsFrom: copies every limit and timeout", "[proxy][settings]") {
+  const ProxySettings s = settingsFrom(parse(R"([proxy]
+max_recipients = 7
+max_errors = 3
+command_timeout = "1s"
+data_timeout = "2s"
+session_lifetime = "3s"
+max_connections = 40
+max_connections_per_ip = 4
+max_line_length = 1000
+bare_newlines = "normalize"
+shutdown_grace = "5s"
+backend_connect_timeout = "6s"
+backend_timeout = "7s"
+threads = 2
+proxy_protocol = true
+trusted_proxies = ["192.0.2.0/24", "2001:db8::1"]
+tls_handshake_timeout = "8s"
+)"));
+  CHECK(s.maxRecipients == 7);
+  CHECK(s.maxErrors == 3);
+  CHECK(s.commandTimeout == 1s);
+  CHECK(s.dataTimeout == 2s);
+  CHECK(s.sessionLifetime == 3s);
+  CHECK(s.maxConnections == 40);
+  CHECK(s.maxConnectionsPerIp == 4);
+  CHECK(s.maxLineLength == 1000);
+  CHECK(s.bareLines == BareLinePolicy::Normalize);
+  CHECK(s.shutdownGrace == 5s);
+  CHECK(s.backend.connectTimeout == 6s);
+  CHECK(s.backend.commandTimeout == 7s);
+  CHECK(s.backend.dataTimeout == ProxySettings{}.backend.dataTimeout);  // not backend_timeout
+  CHECK(s.threads == 2);
+  CHECK(s.proxyProtocol);
+  CHECK(s.trustedProxies == std::vector<std::string>{"192.0.2.0/24", "2001:db8::1"});
+  CHECK(s.tlsHandshakeTimeout == 8s);
+}
+
+}  // namespace
+}  // namespace smtpgate::proxy
