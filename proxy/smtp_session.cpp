@@ -68,9 +68,7 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
 }
 
 SmtpSession::~SmtpSession() {
-  if (admitted_) {
-    context_.release(clientIp_);
-  }
+  releaseAdmission();
   context_.openSessions.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -92,12 +90,22 @@ asio::awaitable<void> SmtpSession::run() {
     outbuf_ = "421 4.3.0 " + settings_.hostname + " Error: internal error, closing\r\n";
     co_await flush();
   }
-  if (backend_) {
-    co_await backend_->quit();
-  }
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+  // The client is gone: its connection slot is free now, not after the
+  // backend's QUIT round trip (a client reconnecting at once must not hear 421).
+  releaseAdmission();
+  if (backend_) {
+    co_await backend_->quit();
+  }
+}
+
+void SmtpSession::releaseAdmission() {
+  if (admitted_) {
+    admitted_ = false;
+    context_.release(clientIp_);
+  }
 }
 
 asio::awaitable<void> SmtpSession::serve() {
@@ -231,6 +239,9 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
       reply("250 2.0.0 Ok");
       co_return Next::Continue;
     case Verb::Quit:
+      // Free the slot before the client can see 221: a client that reconnects
+      // the moment it reads it must find its slot free.
+      releaseAdmission();
       reply("221 2.0.0 Bye");
       co_return Next::Close;
     case Verb::Help:
@@ -300,7 +311,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
   }
   if (!co_await ensureBackend()) {
     policy_.onReset();
-    co_return error("451 4.3.0 Error: queue file write error, try again later");
+    co_return error("451 4.4.1 Error: the mail server is unavailable, try again later");
   }
   auto answer = co_await backend_->command(line);
   if (!answer) {

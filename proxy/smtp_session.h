@@ -80,6 +80,8 @@ class SmtpSession {
   void endTransaction();
   void logDecision(const policies::Verdict& verdict);
   void logDelivery(const policies::Verdict& verdict, std::string queueId, bool replyLost);
+  /// Frees this client's connection slot (per IP and global); idempotent.
+  void releaseAdmission();
 
   tcp::socket socket_;
   /// Set after a successful STARTTLS; from then on all client I/O goes through it.
