@@ -63,8 +63,9 @@ int runProxy(const ProxyOptions& options) {
     printDiagnostics(reloadDiags);
     return fresh ? fresh->rules : nullptr;
   };
-  proxy::Server server(proxy::settingsFrom(loaded->config), loaded->rules, log.get(), reload,
-                       options.threads);
+  auto settings = proxy::settingsFrom(loaded->config);
+  const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins
+  proxy::Server server(std::move(settings), loaded->rules, log.get(), reload, threads);
   if (!loaded->config.proxy.tlsCertificate.empty()) {
     auto tls = makeTlsContext(loaded->config.proxy);
     if (!tls) {

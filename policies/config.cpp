@@ -423,13 +423,13 @@ void applyProxyMaxMessageSize(Ctx& c, const toml::node& n, Config& cfg) {
 
 void applyProxyTlsCertificate(Ctx& c, const toml::node& n, Config& cfg) {
   if (auto v = getString(c, n, "proxy.tls_certificate")) {
-    cfg.proxy.tlsCertificate = *v;
+    cfg.proxy.tlsCertificate = c.resolve(*v);  // relative to the config file, like rule files
   }
 }
 
 void applyProxyTlsKey(Ctx& c, const toml::node& n, Config& cfg) {
   if (auto v = getString(c, n, "proxy.tls_key")) {
-    cfg.proxy.tlsKey = *v;
+    cfg.proxy.tlsKey = c.resolve(*v);
   }
 }
 

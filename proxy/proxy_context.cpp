@@ -59,6 +59,22 @@ ProxySettings settingsFrom(const policies::Config& config) {
   return s;
 }
 
+ProxyContext::ProxyContext(ProxySettings settings, rules::RuleSetPtr rules,
+                           policies::DecisionLog* log)
+    : settings_(std::move(settings)), rules_(std::move(rules)), log_(log) {
+  std::vector<rules::ListEntry> entries;
+  for (const auto& cidr : settings_.trustedProxies) {
+    entries.push_back({cidr, {}, cidr});
+  }
+  rules::Diagnostics ignored;  // parseConfig validated every entry already
+  trustedProxies_ = policies::CidrList::build(entries, ignored);
+}
+
+bool ProxyContext::trustsProxy(const std::string& peerIp) const {
+  auto ip = rules::IpAddress::parse(peerIp);
+  return ip && trustedProxies_->contains(rules::FactValue(*ip), {}) == rules::Tri::True;
+}
+
 bool ProxyContext::admit(const std::string& ip) {
   std::lock_guard lock(mutex_);
   std::size_t& forIp = perIp_[ip];

@@ -16,6 +16,7 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include "policies/cidr_list.h"
 #include "policies/config.h"
 #include "policies/decision_log.h"
 #include "proxy/backend_client.h"
@@ -68,8 +69,7 @@ ProxySettings settingsFrom(const policies::Config& config);
 
 class ProxyContext {
  public:
-  ProxyContext(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log)
-      : settings_(std::move(settings)), rules_(std::move(rules)), log_(log) {}
+  ProxyContext(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log);
 
   [[nodiscard]] const ProxySettings& settings() const { return settings_; }
 
@@ -103,6 +103,9 @@ class ProxyContext {
     }
   }
 
+  /// True if `peerIp` may send a PROXY protocol header (proxy.trusted_proxies).
+  [[nodiscard]] bool trustsProxy(const std::string& peerIp) const;
+
   /// Admits a connection from `ip` within the total and per-IP limits.
   bool admit(const std::string& ip);
   void release(const std::string& ip);
@@ -121,6 +124,7 @@ class ProxyContext {
   std::optional<std::set<std::string>> backendCapabilities_;
   policies::DecisionLog* log_;
   std::shared_ptr<asio::ssl::context> tls_;
+  std::shared_ptr<const policies::CidrList> trustedProxies_;
   std::map<std::string, std::size_t> perIp_;
   std::size_t connections_ = 0;
 };

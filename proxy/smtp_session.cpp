@@ -5,6 +5,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "proxy/extensions.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/spill_sink.h"
 
 namespace smtpgate::proxy {
@@ -54,7 +55,8 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
     : socket_(std::move(socket)),
       context_(context),
       settings_(context.settings()),
-      policy_(context.rules(), policies::newSessionId(), {context.settings().dryRun, "proxy"}) {
+      policy_(context.rules(), policies::newSessionId(), {context.settings().dryRun, "proxy"}),
+      lines_(context.settings().maxLineLength) {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   auto address = remote.address();
@@ -62,6 +64,8 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
     address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
   }
   clientIp_ = ec ? std::string("0.0.0.0") : address.to_string();
+  clientPort_ = remote.port();
+  localPort_ = socket_.local_endpoint(ec).port();
   socket_.set_option(tcp::no_delay(true), ec);
   context_.openSessions.fetch_add(1, std::memory_order_relaxed);
   context_.totalSessions.fetch_add(1, std::memory_order_relaxed);
@@ -126,18 +130,19 @@ asio::awaitable<void> SmtpSession::serve() {
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
+  if (settings_.proxyProtocol && !co_await readProxyHeader()) {
+    co_return Next::Close;
+  }
   admitted_ = context_.admit(clientIp_);
   if (!admitted_) {
     reply("421 4.7.0 " + settings_.hostname + " Error: too many connections, try again later");
     co_return Next::Close;
   }
-  boost::system::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  auto local = socket_.local_endpoint(ec);
   // A client that talks before the banner is a spam bot more often than not
   // (postscreen's pregreet test); rules decide what it means.
-  bool pregreet = socket_.available(ec) > 0;
-  policies::ConnectInfo info{*rules::IpAddress::parse(clientIp_), remote.port(), local.port(),
+  boost::system::error_code ec;
+  bool pregreet = !inbuf_.empty() || socket_.available(ec) > 0;
+  policies::ConnectInfo info{*rules::IpAddress::parse(clientIp_), clientPort_, localPort_,
                              pregreet};
   Verdict v = policy_.onConnect(info);
   logDecision(v);
@@ -153,6 +158,48 @@ asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
   }
   reply("220 " + settings_.hostname + " ESMTP smtpgate");
   co_return Next::Continue;
+}
+
+asio::awaitable<bool> SmtpSession::readProxyHeader() {
+  const std::string peer = clientIp_;
+  auto refuse = [&](std::string_view why) {
+    fmt::print(stderr, "smtpgate: PROXY header from {} refused: {}\n", peer, why);
+    return false;
+  };
+  // Whoever sends the header chooses the address every rule sees: only the
+  // configured balancers may, and the spec says to close without a reply.
+  if (!context_.trustsProxy(peer)) {
+    co_return refuse("not in proxy.trusted_proxies");
+  }
+  ProxyHeaderParser parser;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(limits::kProxyHeaderTimeoutSeconds);
+  for (;;) {
+    if (!inbuf_.empty()) {
+      ParseResult r = parser.feed(inbuf_);
+      inbuf_.erase(0, r.consumed);  // what follows the header is the client's SMTP
+      if (r.status == ParseStatus::Error) {
+        co_return refuse(describe(parser.error()));
+      }
+      if (r.status == ParseStatus::Complete) {
+        const ProxyHeader& header = parser.result();
+        if (!header.local) {  // LOCAL/UNKNOWN: the connection's own address stands
+          clientIp_ = header.sourceIp;
+          clientPort_ = header.sourcePort;
+          localPort_ = header.destPort;
+        }
+        co_return true;
+      }
+    }
+    auto left = std::chrono::duration_cast<Duration>(deadline - std::chrono::steady_clock::now());
+    char buf[limits::kProxyV2HeaderMax];
+    IoResult io = left.count() > 0 ? co_await readSome(socket_, asio::buffer(buf), left)
+                                   : IoResult{asio::error::timed_out, 0};
+    if (!io.ok()) {
+      co_return refuse(io.timedOut() ? "no header in time" : io.error.message());
+    }
+    inbuf_.append(buf, io.bytes);
+  }
 }
 
 asio::awaitable<bool> SmtpSession::fill(Duration limit) {
@@ -502,8 +549,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   backend_ = std::make_unique<BackendClient>(socket_.get_executor(), settings_.backend);
   XclientFields client;
   client.addr = clientIp_;
-  boost::system::error_code ec;
-  client.port = socket_.remote_endpoint(ec).port();
+  client.port = clientPort_;
   client.helo = policy_.session().helo;
   client.proto = esmtp_ ? SmtpProtocol::Esmtp : SmtpProtocol::Smtp;
   if (!co_await backend_->open(client)) {

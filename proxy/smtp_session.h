@@ -54,6 +54,9 @@ class SmtpSession {
 
   asio::awaitable<void> serve();
   asio::awaitable<Next> greet();
+  /// Reads the PROXY protocol header a trusted load balancer sends first and
+  /// takes the real client's address from it; false: close without a reply.
+  asio::awaitable<bool> readProxyHeader();
   asio::awaitable<bool> readCommand(CommandLine& line);
   asio::awaitable<bool> fill(Duration limit);
   asio::awaitable<bool> flush();
@@ -90,6 +93,8 @@ class SmtpSession {
   ProxyContext& context_;
   ProxySettings settings_;
   std::string clientIp_;
+  std::uint16_t clientPort_ = 0;
+  std::uint16_t localPort_ = 0;
   policies::Policy policy_;
   std::unique_ptr<BackendClient> backend_;
   std::vector<std::string> extensions_;
