@@ -29,7 +29,12 @@ std::string xforwardCommand(const XclientFields& client) {
 }  // namespace
 
 BackendClient::BackendClient(asio::any_io_executor executor, BackendOptions options)
-    : options_(std::move(options)), socket_(std::move(executor)) {}
+    : options_(std::move(options)),
+      socket_(executor),
+      watchdog_(executor, [this] {
+        boost::system::error_code ignored;
+        socket_.cancel(ignored);
+      }) {}
 
 std::optional<BackendReply> BackendClient::fail(std::string what) {
   lastError_ = std::move(what);
@@ -54,7 +59,7 @@ asio::awaitable<bool> BackendClient::connect() {
   }
   tcp::endpoint endpoint(address, options_.port);
   auto error =
-      co_await withinNoBytes(socket_.async_connect(endpoint, kUseTuple), options_.connectTimeout);
+      co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple), options_.connectTimeout);
   if (error) {
     fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
          error.message());
@@ -80,7 +85,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration l
       }
     }
     char buf[4096];
-    IoResult io = co_await readSome(socket_, asio::buffer(buf), limit);
+    IoResult io = co_await readSome(watchdog_, socket_, asio::buffer(buf), limit);
     if (!io.ok()) {
       co_return fail(io.timedOut() ? "backend timed out" : "backend read: " + io.error.message());
     }
@@ -94,7 +99,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
   }
   std::string out(line);
   out += "\r\n";
-  IoResult io = co_await writeAll(socket_, out, options_.commandTimeout);
+  IoResult io = co_await writeAll(watchdog_, socket_, out, options_.commandTimeout);
   if (!io.ok()) {
     co_return fail("backend write: " + io.error.message());
   }
@@ -104,24 +109,24 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
 asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view header,
                                                                         std::string_view message) {
   // Stuffed and written a chunk at a time: a spilled 50 MB message is never
-  // copied whole into memory again.
+  // copied whole into memory again, and a small one goes out in one write.
   constexpr std::size_t kChunk = 64 * 1024;
   DotStuffer stuffer;
   std::string out;
-  auto writeChunk = [&](std::string_view part, bool last) -> asio::awaitable<bool> {
-    out.clear();
-    stuffer.feed(part, out);
-    if (last) {
-      stuffer.finish(out);
-    }
-    IoResult io = co_await writeAll(socket_, out, options_.dataTimeout);
-    co_return io.ok();
-  };
-  bool ok = co_await writeChunk(header, false);
+  stuffer.feed(header, out);
+  bool ok = true;
   for (std::size_t at = 0; ok && at < message.size(); at += kChunk) {
-    ok = co_await writeChunk(message.substr(at, kChunk), false);
+    stuffer.feed(message.substr(at, kChunk), out);
+    if (out.size() >= kChunk) {
+      ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+      out.clear();
+    }
   }
-  if (!ok || !co_await writeChunk({}, true)) {
+  if (ok) {
+    stuffer.finish(out);
+    ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+  }
+  if (!ok) {
     co_return fail("backend write during DATA failed");
   }
   co_return co_await readReply(options_.dataTimeout);

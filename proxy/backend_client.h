@@ -74,6 +74,7 @@ class BackendClient {
 
   BackendOptions options_;
   tcp::socket socket_;
+  IoWatchdog watchdog_;  ///< after socket_: it cancels socket_'s operations
   ReplyParser parser_;
   std::string inbuf_;
   std::set<std::string> capabilities_;

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <csignal>
 #include <thread>
 
@@ -123,7 +124,8 @@ asio::awaitable<void> Server::Impl::signalLoop() {
 asio::awaitable<void> Server::Impl::probeLoop() {
   asio::steady_timer timer(io);
   while (!stopping) {
-    BackendClient probe(io.get_executor(), context.settings().backend);
+    // The probe's socket, its watchdog and this loop share one strand.
+    BackendClient probe(co_await asio::this_coro::executor, context.settings().backend);
     auto caps = co_await probe.probe();
     if (caps) {
       context.setBackendCapabilities(std::move(caps));
@@ -190,7 +192,7 @@ int Server::run() {
     asio::co_spawn(impl_->io, impl_->acceptLoop(*a), asio::detached);
   }
   asio::co_spawn(impl_->io, impl_->signalLoop(), asio::detached);
-  asio::co_spawn(impl_->io, impl_->probeLoop(), asio::detached);
+  asio::co_spawn(asio::make_strand(impl_->io), impl_->probeLoop(), asio::detached);
   fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",
              impl_->context.settings().backend.host, impl_->context.settings().backend.port,
              impl_->threadCount);

@@ -53,6 +53,11 @@ std::string rcptAddress(const ParsedCommand& c) {
 
 SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
     : socket_(std::move(socket)),
+      watchdog_(socket_.get_executor(),
+                [this] {
+                  boost::system::error_code ignored;
+                  socket_.cancel(ignored);
+                }),
       context_(context),
       settings_(context.settings()),
       policy_(context.rules(), policies::newSessionId(), {context.settings().dryRun, "proxy"}),
@@ -193,7 +198,7 @@ asio::awaitable<bool> SmtpSession::readProxyHeader() {
     }
     auto left = std::chrono::duration_cast<Duration>(deadline - std::chrono::steady_clock::now());
     char buf[limits::kProxyV2HeaderMax];
-    IoResult io = left.count() > 0 ? co_await readSome(socket_, asio::buffer(buf), left)
+    IoResult io = left.count() > 0 ? co_await readSome(watchdog_, socket_, asio::buffer(buf), left)
                                    : IoResult{asio::error::timed_out, 0};
     if (!io.ok()) {
       co_return refuse(io.timedOut() ? "no header in time" : io.error.message());
@@ -204,8 +209,8 @@ asio::awaitable<bool> SmtpSession::readProxyHeader() {
 
 asio::awaitable<bool> SmtpSession::fill(Duration limit) {
   char buf[kReadChunk];
-  IoResult io = tls_ ? co_await readSome(*tls_, asio::buffer(buf), limit)
-                     : co_await readSome(socket_, asio::buffer(buf), limit);
+  IoResult io = tls_ ? co_await readSome(watchdog_, *tls_, asio::buffer(buf), limit)
+                     : co_await readSome(watchdog_, socket_, asio::buffer(buf), limit);
   if (!io.ok()) {
     if (io.timedOut()) {
       reply("421 4.4.2 " + settings_.hostname + " Error: timeout exceeded");
@@ -223,8 +228,8 @@ asio::awaitable<bool> SmtpSession::flush() {
   }
   std::string out = std::move(outbuf_);
   outbuf_.clear();
-  IoResult io = tls_ ? co_await writeAll(*tls_, out, settings_.commandTimeout)
-                     : co_await writeAll(socket_, out, settings_.commandTimeout);
+  IoResult io = tls_ ? co_await writeAll(watchdog_, *tls_, out, settings_.commandTimeout)
+                     : co_await writeAll(watchdog_, socket_, out, settings_.commandTimeout);
   co_return io.ok();
 }
 
@@ -517,7 +522,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onStartTls(const ParsedCommand& 
   inbuf_.clear();
   lines_.reset();
   tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *context_.tls());
-  auto ec = co_await withinNoBytes(tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
+  auto ec = co_await withinNoBytes(watchdog_, tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
                                    settings_.tlsHandshakeTimeout);
   if (ec) {
     tls_.reset();  // the socket now holds half a TLS session: nothing sane can follow

@@ -87,6 +87,7 @@ class SmtpSession {
   void releaseAdmission();
 
   tcp::socket socket_;
+  IoWatchdog watchdog_;  ///< the deadline of every client read, write and handshake
   /// Set after a successful STARTTLS; from then on all client I/O goes through it.
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   policies::TlsInfo tlsInfo_;

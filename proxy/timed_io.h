@@ -1,11 +1,19 @@
 #pragma once
 /// Timed I/O — every network operation of the proxy has a deadline.
 ///
-/// Boost 1.81 has no `cancel_after` (it came in 1.86), so an operation is
-/// raced against a steady_timer with the `||` awaitable operator: whichever
-/// finishes first cancels the other (STYLE.md G8). Operations use `as_tuple`
-/// so errors come back as values, never as exceptions on the data path.
-/// Runs on the calling coroutine's executor (the session's strand).
+/// Boost 1.81 has no `cancel_after` (it came in 1.86). Racing every read and
+/// write against its own timer with the `||` awaitable operator works, but
+/// spawns two child coroutines and arms a kernel timer per operation: that was
+/// half of the proxy's CPU per message (BENCHMARKS.md). So each connection has
+/// one IoWatchdog instead: an operation only stores its expiry time; one
+/// coroutine per connection sleeps until the earliest expiry it knows of,
+/// and when an operation is overdue it cancels the socket's operations, which
+/// then complete with timed_out. Sequential operations with the usual limits
+/// move the expiry later, so the watchdog wakes at most once per limit.
+///
+/// Operations use `as_tuple` so errors come back as values, never as
+/// exceptions on the data path. Everything of one connection — its
+/// operations and its watchdog — runs on that connection's strand.
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -15,6 +23,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <system_error>
@@ -36,40 +46,78 @@ struct IoResult {
   [[nodiscard]] bool timedOut() const { return error == asio::error::timed_out; }
 };
 
+/// One deadline for the operations of one connection (see the top of this file).
+/// The watchdog coroutine shares the state, so destroying the IoWatchdog while
+/// the coroutine is still queued is safe: it wakes, sees it is stopped, ends.
+class IoWatchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// `executor` must be the connection's strand; `cancel` cancels the
+  /// connection's pending operations (socket.cancel()).
+  IoWatchdog(asio::any_io_executor executor, std::function<void()> cancel);
+  ~IoWatchdog();
+  IoWatchdog(const IoWatchdog&) = delete;
+  IoWatchdog& operator=(const IoWatchdog&) = delete;
+
+  /// The next operation must finish within `limit`.
+  void arm(Duration limit);
+  /// No operation pending: nothing can expire.
+  void disarm();
+  /// True if the last armed operation was cancelled for being overdue.
+  [[nodiscard]] bool expired() const { return state_->expired; }
+
+ private:
+  struct State {
+    explicit State(asio::any_io_executor executor) : timer(std::move(executor)) {}
+    asio::steady_timer timer;
+    Clock::time_point expiry = Clock::time_point::max();
+    Clock::time_point wakeAt = Clock::time_point::max();
+    std::function<void()> cancel;
+    bool expired = false;
+    bool stopped = false;
+  };
+  static asio::awaitable<void> watch(std::shared_ptr<State> state);
+
+  std::shared_ptr<State> state_;
+};
+
 /// Runs `op` (an awaitable yielding tuple<error_code, size_t>) for at most `limit`.
 template <typename Op>
-asio::awaitable<IoResult> within(Op op, Duration limit) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-  auto result = co_await (std::move(op) || timer.async_wait(kUseTuple));
-  if (result.index() == 0) {
-    auto [ec, n] = std::get<0>(result);
-    co_return IoResult{ec, n};
+asio::awaitable<IoResult> within(IoWatchdog& watchdog, Op op, Duration limit) {
+  watchdog.arm(limit);
+  auto [ec, n] = co_await std::move(op);
+  watchdog.disarm();
+  if (ec && watchdog.expired()) {
+    ec = asio::error::timed_out;
   }
-  co_return IoResult{asio::error::timed_out, 0};
+  co_return IoResult{ec, n};
 }
 
 /// Runs `op` (an awaitable yielding tuple<error_code>: connect, handshake) for at most `limit`.
 template <typename Op>
-asio::awaitable<boost::system::error_code> withinNoBytes(Op op, Duration limit) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-  auto result = co_await (std::move(op) || timer.async_wait(kUseTuple));
-  if (result.index() == 0) {
-    co_return std::get<0>(std::get<0>(result));
+asio::awaitable<boost::system::error_code> withinNoBytes(IoWatchdog& watchdog, Op op,
+                                                         Duration limit) {
+  watchdog.arm(limit);
+  auto [ec] = co_await std::move(op);
+  watchdog.disarm();
+  if (ec && watchdog.expired()) {
+    ec = asio::error::timed_out;
   }
-  co_return asio::error::timed_out;
+  co_return ec;
 }
 
 template <typename Stream, typename Buffer>
-asio::awaitable<IoResult> readSome(Stream& s, Buffer buffer, Duration limit) {
-  co_return co_await within(s.async_read_some(buffer, kUseTuple), limit);
+asio::awaitable<IoResult> readSome(IoWatchdog& watchdog, Stream& s, Buffer buffer,
+                                   Duration limit) {
+  co_return co_await within(watchdog, s.async_read_some(buffer, kUseTuple), limit);
 }
 
 template <typename Stream>
-asio::awaitable<IoResult> writeAll(Stream& s, std::string_view bytes, Duration limit) {
+asio::awaitable<IoResult> writeAll(IoWatchdog& watchdog, Stream& s, std::string_view bytes,
+                                   Duration limit) {
   co_return co_await within(
-      asio::async_write(s, asio::buffer(bytes.data(), bytes.size()), kUseTuple), limit);
+      watchdog, asio::async_write(s, asio::buffer(bytes.data(), bytes.size()), kUseTuple), limit);
 }
 
 }  // namespace smtpgate::proxy
