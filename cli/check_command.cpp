@@ -11,7 +11,9 @@
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "policies/decision_log.h"
+#include "policies/dns_resolver.h"
 #include "policies/policy.h"
+#include "policies/rule_loader.h"
 
 namespace smtpgate::cli {
 
@@ -28,6 +30,8 @@ struct CheckOptions {
   int port = 0;
   int localPort = 25;
   bool json = false;
+  std::vector<std::string> dns;  ///< --dns: overrides [dns] servers
+  bool noDns = false;
 };
 
 struct CheckRun {
@@ -132,7 +136,34 @@ void printStage(const policies::StageReport& r) {
   if (!r.threshold.empty()) {
     fmt::print("         threshold {} reached (score {:g})\n", r.threshold, r.verdict.score);
   }
+  if (!r.dnsFailure.empty()) {
+    fmt::print("         DNS failure: {} ([failure] dns = \"tempfail\")\n", r.dnsFailure);
+  }
   fmt::print("         -> {}\n", verdictLine(r.verdict));
+}
+
+void printSpf(const policies::SpfResult& spf) {
+  fmt::print("\nspf: {} ({} {}){}\n", policies::toString(spf.status), spf.identity, spf.domain,
+             spf.explanation.empty() ? "" : ": " + spf.explanation);
+  if (!spf.comment.empty()) {
+    fmt::print("     {}\n", spf.comment);
+  }
+  if (!spf.dnsError.empty()) {
+    fmt::print("     DNS: {}\n", spf.dnsError);
+  }
+  if (!spf.receivedSpf.empty()) {
+    fmt::print("     {}\n", spf.receivedSpf);
+  }
+}
+
+nlohmann::json spfJson(const policies::SpfResult& spf) {
+  return {{"result", policies::toString(spf.status)},
+          {"identity", spf.identity},
+          {"domain", spf.domain},
+          {"explanation", spf.explanation},
+          {"comment", spf.comment},
+          {"dns_error", spf.dnsError},
+          {"received_spf", spf.receivedSpf}};
 }
 
 nlohmann::json verdictJson(const policies::Verdict& v) {
@@ -181,6 +212,9 @@ void printReport(const CheckRun& run, const policies::Policy& policy, const Chec
     for (const auto& r : run.reports) {
       j["stages"].push_back(stageJson(r));
     }
+    if (const auto* spf = policy.spfResult()) {
+      j["spf"] = spfJson(*spf);
+    }
     fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return;
   }
@@ -188,6 +222,9 @@ void printReport(const CheckRun& run, const policies::Policy& policy, const Chec
              policy.ruleSet().hash(), policy.ruleSet().rules().size());
   for (const auto& r : run.reports) {
     printStage(r);
+  }
+  if (const auto* spf = policy.spfResult()) {
+    printSpf(*spf);
   }
   fmt::print("\nverdict: {} at {}\n", verdictLine(run.final), rules::toString(run.final.stage));
 }
@@ -231,6 +268,23 @@ int runCheck(const CheckOptions& o) {
   }
   policies::PolicyOptions options{loaded->config.rules.mode == policies::RulesMode::DryRun,
                                   "check"};
+  if (!o.noDns) {
+    policies::DnsResolverOptions dnsOptions{o.dns.empty() ? loaded->config.dns.servers : o.dns,
+                                            loaded->config.dns.timeout};
+    std::string error;
+    options.resolver = policies::DnsResolver::create(dnsOptions, error);
+    if (!options.resolver) {
+      fmt::print(stderr, "smtpgate check: DNS: {}\n", error);
+      return kExitConfig;
+    }
+    // Load again so DNSBL lists look up through this resolver.
+    rules::Diagnostics again;
+    if (auto withDns = policies::loadRuleSet(loaded->config, again, options.resolver)) {
+      loaded->rules = std::move(withDns);
+    }
+  }
+  options.dnsFailure = loaded->config.failure.dns;
+  options.hostname = loaded->config.proxy.hostname;
   policies::Policy policy(loaded->rules, policies::newSessionId(), options);
   CheckRun run = runStages(policy, o, *ip, o.message.empty() ? nullptr : &message);
   int exitCode = exitCodeFor(run.final);
@@ -263,6 +317,9 @@ void addCheckCommand(CLI::App& app, int& exitCode) {
   cmd->add_option("message", o->message, "Message file (RFC 5322; - for stdin)");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
   cmd->add_option("--log", o->logPath, "Also append the decision to this decision log");
+  cmd->add_option("--dns", o->dns, "DNS server HOST:PORT (repeatable; overrides [dns] servers)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--no-dns", o->noDns, "Look nothing up: DNS facts are unavailable");
   cmd->callback([o, &exitCode] { exitCode = runCheck(*o); });
 }
 

@@ -5,6 +5,7 @@
 #include "cli/exit_codes.h"
 #include "cli/lint_command.h"
 #include "cli/log_command.h"
+#include "cli/milter_command.h"
 #include "cli/proxy_command.h"
 
 int main(int argc, char** argv) {
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   smtpgate::cli::addCheckCommand(app, exitCode);
   smtpgate::cli::addLogCommand(app, exitCode);
   smtpgate::cli::addProxyCommand(app, exitCode);
+  smtpgate::cli::addMilterCommand(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -26,4 +26,5 @@ set_target_properties(smtpgate::spf2 PROPERTIES
 
 if(SMTPGATE_TESTS)
   find_package(Catch2 2 REQUIRED CONFIG)
+  find_package(yaml-cpp REQUIRED CONFIG)  # the RFC 7208 SPF test suite is YAML
 endif()

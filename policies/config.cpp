@@ -637,6 +637,20 @@ void applyDnsTimeout(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
+void applyFailureDns(Ctx& c, const toml::node& n, Config& cfg) {
+  auto v = getString(c, n, "failure.dns");
+  if (!v) {
+    return;
+  }
+  if (*v == "tempfail") {
+    cfg.failure.dns = DnsFailureMode::Tempfail;
+  } else if (*v == "rules") {
+    cfg.failure.dns = DnsFailureMode::Rules;
+  } else {
+    c.error(n.source(), "failure.dns: must be \"tempfail\" or \"rules\", got " + quote(*v));
+  }
+}
+
 void applyRulesFiles(Ctx& c, const toml::node& n, Config& cfg) {
   auto items = getStringList(c, n, "rules.files");
   if (!items) {
@@ -732,6 +746,7 @@ constexpr KeySpec kProxyKeys[] = {
 };
 constexpr KeySpec kMilterKeys[] = {{"socket", applyMilterSocket}};
 constexpr KeySpec kDnsKeys[] = {{"servers", applyDnsServers}, {"timeout", applyDnsTimeout}};
+constexpr KeySpec kFailureKeys[] = {{"dns", applyFailureDns}};
 constexpr KeySpec kRulesKeys[] = {{"files", applyRulesFiles}, {"mode", applyRulesMode}};
 constexpr KeySpec kLogKeys[] = {{"decisions", applyLogDecisions}};
 constexpr KeySpec kMetricsKeys[] = {{"listen", applyMetricsListen}};
@@ -743,6 +758,7 @@ constexpr SectionSpec kSections[] = {
     {"rules", kRulesKeys},
     {"log", kLogKeys},
     {"metrics", kMetricsKeys},
+    {"failure", kFailureKeys},
 };
 
 template <typename T>
@@ -854,6 +870,9 @@ socket = "inet:8891@127.0.0.1"
 [dns]
 servers = []          # empty: use /etc/resolv.conf
 timeout = "5s"
+
+[failure]
+dns = "tempfail"      # a DNS lookup a rule needs fails: 451, the client retries
 
 [rules]
 files = []            # no rules: every message is accepted and logged

@@ -104,6 +104,16 @@ struct DnsConfig {
   std::chrono::milliseconds timeout{5000};
 };
 
+/// What a stage answers when a DNS lookup a rule needed failed (timeout,
+/// SERVFAIL) and no rule decided: `Tempfail` (default) answers 451 4.4.3 so
+/// the client retries; `Rules` leaves it to rules such as
+/// `spf == temperror` (issue 4, point 8). Never accept-by-accident, never 5xx.
+enum class DnsFailureMode { Tempfail, Rules };
+
+struct FailureConfig {
+  DnsFailureMode dns = DnsFailureMode::Tempfail;
+};
+
 struct RulesConfig {
   std::vector<std::string> files;  ///< absolute glob(3) patterns, in file order
   RulesMode mode = RulesMode::Enforce;
@@ -122,6 +132,7 @@ struct Config {
   ProxyConfig proxy;
   MilterConfig milter;
   DnsConfig dns;
+  FailureConfig failure;
   RulesConfig rules;
   LogConfig log;
   MetricsConfig metrics;

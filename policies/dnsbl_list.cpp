@@ -55,11 +55,19 @@ bool isAddress(const rules::FactValue& value) {
   return false;
 }
 
+thread_local std::uint64_t tLookupFailures = 0;
+
 }  // namespace
 
+std::uint64_t DnsblList::lookupFailuresOnThisThread() {
+  return tLookupFailures;
+}
+
 std::shared_ptr<const DnsblList> DnsblList::build(const std::vector<rules::ListEntry>& entries,
-                                                  rules::Diagnostics& diags) {
+                                                  rules::Diagnostics& diags,
+                                                  std::shared_ptr<DnsResolver> resolver) {
   auto list = std::make_shared<DnsblList>();
+  list->resolver_ = std::move(resolver);
   for (const auto& entry : entries) {
     list->add(entry, diags);
   }
@@ -86,12 +94,59 @@ bool DnsblList::add(const rules::ListEntry& entry, rules::Diagnostics& diags) {
   return true;
 }
 
-rules::Tri DnsblList::contains(const rules::FactValue& value,
-                               std::string_view /*qualifier*/) const {
-  // TODO(lists): ask the Resolver for queryName(addr, zone_) and compare the
-  // A records with parseQualifier(qualifier). Until then the answer is not
-  // known, and saying so is the only honest result.
-  if (std::holds_alternative<rules::Unavailable>(value) || isAddress(value)) {
+rules::Tri DnsblList::contains(const rules::FactValue& value, std::string_view qualifier) const {
+  if (std::holds_alternative<rules::Unavailable>(value)) {
+    return rules::Tri::Unknown;
+  }
+  if (!isAddress(value)) {
+    return rules::Tri::False;
+  }
+  if (const auto* addr = std::get_if<rules::IpAddress>(&value)) {
+    return lookup(*addr, qualifier);
+  }
+  rules::Tri result = rules::Tri::False;
+  for (const auto& text : std::get<rules::Strings>(value)) {
+    if (auto addr = rules::IpAddress::parse(text)) {
+      result = rules::triOr(result, lookup(*addr, qualifier));
+    }
+  }
+  return result;
+}
+
+rules::Tri DnsblList::lookup(const rules::IpAddress& addr, std::string_view qualifier) const {
+  if (!resolver_ || zone_.empty()) {
+    return rules::Tri::Unknown;
+  }
+  const DnsAnswer answer = resolver_->query(queryName(addr, zone_), DnsType::A);
+  if (answer.status == DnsStatus::NxDomain || answer.status == DnsStatus::NoData) {
+    return rules::Tri::False;
+  }
+  if (answer.tempFailed()) {
+    ++tLookupFailures;
+    return rules::Tri::Unknown;
+  }
+  const auto range = parseQualifier(qualifier);
+  bool errorCode = false;
+  for (const auto& rdata : answer.rdata) {
+    const auto code = parseAddressRdata(rdata);
+    if (!code || !code->isV4()) {
+      continue;
+    }
+    const auto& b = code->bytes();
+    const std::uint32_t v = (std::uint32_t{b[12]} << 24) | (std::uint32_t{b[13]} << 16) |
+                            (std::uint32_t{b[14]} << 8) | std::uint32_t{b[15]};
+    if (range) {
+      if (v >= range->first && v <= range->last) {
+        return rules::Tri::True;
+      }
+    } else if ((v >> 8) == 0x7FFFFFU) {
+      errorCode = true;  // 127.255.255.x: the list refused or failed to answer
+    } else if ((v >> 24) == 127U) {
+      return rules::Tri::True;
+    }
+  }
+  if (errorCode) {
+    ++tLookupFailures;
     return rules::Tri::Unknown;
   }
   return rules::Tri::False;

@@ -5,13 +5,19 @@
 ///
 /// The list holds exactly one zone, written as its only entry and validated
 /// as a domain name (stored lowercase, without a trailing dot); a second
-/// zone is an error. DNS lookups are not part of this build yet
-/// (TODO(lists): wire the libunbound Resolver), so `contains` answers
-/// `Tri::Unknown` for every address — never a made-up True or False, so a
-/// rule on it neither fires nor is skipped as "not listed" (Kleene logic in
-/// rules/value.h). The pure parts are here already: `queryName` builds the
-/// RFC 5782 query name, and `parseQualifier`/`validQualifier` check the
-/// answer-code syntax, so `smtpgate lint` can reject `@spamhaus:127.0.0.x`.
+/// zone is an error. With a resolver (set by the StandardListBuilder when a
+/// DnsResolver is configured), `contains` asks for the A records of
+/// `queryName(addr, zone)`: NXDOMAIN or no data is False; an answer is True
+/// (with a qualifier: True only if some A record is in its range; without
+/// one, any 127.0.0.0/8 answer except the 127.255.255.0/24 error codes,
+/// e.g. Spamhaus' 127.255.255.254 "public resolver refused"); a temporary
+/// DNS failure, an error code, or no resolver at all (`smtpgate lint`) is
+/// `Tri::Unknown` — never a made-up True or False, so a rule on it neither
+/// fires nor is skipped as "not listed" (Kleene logic in rules/value.h).
+/// Failures are counted per thread (`lookupFailuresOnThisThread`) so the
+/// Policy can apply `[failure] dns` to a stage whose rules needed one.
+/// Each lookup blocks the calling thread for up to the resolver's timeout;
+/// repeated lookups are answered from the resolver's cache.
 ///
 /// Ownership and threads: built once by `build`, then immutable; a
 /// `std::shared_ptr<const DnsblList>` is safe to share and read concurrently.
@@ -32,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/dns_resolver.h"
 #include "rules/diagnostic.h"
 #include "rules/list.h"
 #include "rules/value.h"
@@ -48,8 +55,13 @@ class DnsblList : public rules::List {
   };
 
   /// Builds a list from `entries` (one zone), reporting problems into `diags`.
+  /// Without a resolver every lookup answers Unknown.
   static std::shared_ptr<const DnsblList> build(const std::vector<rules::ListEntry>& entries,
-                                                rules::Diagnostics& diags);
+                                                rules::Diagnostics& diags,
+                                                std::shared_ptr<DnsResolver> resolver = nullptr);
+
+  /// DNS lookups of any DnsblList that failed temporarily on this thread so far.
+  static std::uint64_t lookupFailuresOnThisThread();
 
   /// Sets the zone from `entry`; false (and an error) if the entry is not a
   /// domain name or a zone is already set (unless it is the same zone).
@@ -58,9 +70,9 @@ class DnsblList : public rules::List {
   [[nodiscard]] rules::ListKind kind() const override { return rules::ListKind::Dnsbl; }
   /// 1 once a zone is set, else 0.
   [[nodiscard]] std::size_t size() const override { return zone_.empty() ? 0 : 1; }
-  /// Unknown for an address (an IpAddress, or Strings with an address text)
-  /// and for an Unavailable value, since nothing is looked up yet; False for
-  /// a value that is no address at all (it cannot be listed).
+  /// The DNS answer for an address (an IpAddress, or Strings with address
+  /// texts: True if any is listed), Unknown for an Unavailable value or
+  /// when the lookup fails; False for a value that is no address at all.
   [[nodiscard]] rules::Tri contains(const rules::FactValue& value,
                                     std::string_view qualifier) const override;
 
@@ -80,7 +92,10 @@ class DnsblList : public rules::List {
   static std::string queryName(const rules::IpAddress& addr, std::string_view zone);
 
  private:
+  rules::Tri lookup(const rules::IpAddress& addr, std::string_view qualifier) const;
+
   std::string zone_;
+  std::shared_ptr<DnsResolver> resolver_;
 };
 
 }  // namespace smtpgate::policies

@@ -12,7 +12,8 @@ namespace smtpgate::policies {
 namespace {
 
 rules::ListPtr buildOfKind(rules::ListKind kind, const std::vector<rules::ListEntry>& entries,
-                           rules::Diagnostics& diags) {
+                           rules::Diagnostics& diags,
+                           const std::shared_ptr<DnsResolver>& resolver) {
   switch (kind) {
     case rules::ListKind::Cidr:
       return CidrList::build(entries, diags);
@@ -21,7 +22,7 @@ rules::ListPtr buildOfKind(rules::ListKind kind, const std::vector<rules::ListEn
     case rules::ListKind::String:
       return StringList::build(entries, diags);
     case rules::ListKind::Dnsbl:
-      return DnsblList::build(entries, diags);
+      return DnsblList::build(entries, diags, resolver);
     case rules::ListKind::Regex:
       return nullptr;  // rules/ compiles regex lists into its RE2::Set
   }
@@ -33,7 +34,7 @@ rules::ListPtr buildOfKind(rules::ListKind kind, const std::vector<rules::ListEn
 rules::ListPtr StandardListBuilder::build(rules::ListKind kind, std::string_view name,
                                           const std::vector<rules::ListEntry>& entries,
                                           rules::Diagnostics& diags) {
-  rules::ListPtr list = buildOfKind(kind, entries, diags);
+  rules::ListPtr list = buildOfKind(kind, entries, diags, resolver_);
   if (list && list->size() == 0 && !entries.empty()) {
     // Every entry was bad: point at the file as a whole (line 0), since no
     // single line is "the" empty list.

@@ -12,8 +12,8 @@
 /// declaration with no entries at all has no file to point at here, so that
 /// case is left to rules/, which knows where the list was declared.
 ///
-/// Ownership and threads: the builder holds no state, so one instance may be
-/// used from any thread. The lists it returns are immutable
+/// Ownership and threads: the builder holds only the (thread-safe) resolver,
+/// so one instance may be used from any thread. The lists it returns are immutable
 /// (`std::shared_ptr<const List>`) and safe to share between threads.
 ///
 /// Limits: those of each list class (see their headers).
@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/dns_resolver.h"
 #include "rules/diagnostic.h"
 #include "rules/list.h"
 
@@ -32,9 +33,17 @@ namespace smtpgate::policies {
 
 class StandardListBuilder : public rules::ListBuilder {
  public:
+  StandardListBuilder() = default;
+  /// DNSBL lists built by this builder look up through `resolver`.
+  explicit StandardListBuilder(std::shared_ptr<DnsResolver> resolver)
+      : resolver_(std::move(resolver)) {}
+
   rules::ListPtr build(rules::ListKind kind, std::string_view name,
                        const std::vector<rules::ListEntry>& entries,
                        rules::Diagnostics& diags) override;
+
+ private:
+  std::shared_ptr<DnsResolver> resolver_;
 };
 
 }  // namespace smtpgate::policies

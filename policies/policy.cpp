@@ -1,5 +1,7 @@
 #include "policies/policy.h"
 
+#include "policies/dnsbl_list.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -13,8 +15,9 @@ using rules::FactValue;
 using rules::FieldId;
 using rules::Unavailable;
 
-/// Why a DNS-based fact has no value in this build (shown by check and the log).
-const Unavailable kNoResolver{"needs DNS; no resolver in this build yet"};
+/// Why a DNS-based fact has no value (shown by check and the log).
+const Unavailable kNoResolver{"needs DNS; no resolver configured"};
+const Unavailable kNotYet{"needs DNS; not implemented in this build yet (issue 4)"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -71,6 +74,7 @@ Verdict Policy::onHelo(std::string_view helo, const TlsInfo& tls) {
 
 Verdict Policy::onMail(std::string_view sender, double mailSize) {
   tx_ = std::make_unique<Transaction>();
+  spf_.reset();
   tx_->score = session_.score;
   tx_->scoreRules = session_.scoreRules;
   tx_->sender = std::string(sender);
@@ -113,6 +117,7 @@ Verdict Policy::onEndOfData(std::string_view rawMessage) {
 
 void Policy::onReset() {
   tx_.reset();
+  spf_.reset();
 }
 
 void Policy::dropLastRcpt() {
@@ -146,14 +151,26 @@ Verdict Policy::evaluate(Stage stage, std::string_view skipReason, std::string s
     v.score = tx_ ? tx_->score : 0;
   } else {
     factCache_.clear();
+    dnsFailure_.clear();
+    const std::uint64_t dnsblFailures = DnsblList::lookupFailuresOnThisThread();
     rules::StageOutcome outcome =
         rules_->evaluate(stage, *this, reports_ ? &report.rules : nullptr);
+    if (dnsFailure_.empty() && DnsblList::lookupFailuresOnThisThread() != dnsblFailures) {
+      dnsFailure_ = "a DNSBL lookup failed";
+    }
+    // Facts the report lists beyond those the rules needed must not count.
+    const std::string dnsFailure = dnsFailure_;
     if (reports_ != nullptr) {
       for (const auto& field : rules_->fieldsReadAt(stage)) {
         report.facts.emplace_back(field.display(), rules::describe(fact(field)));
       }
     }
     v = decide(stage, outcome, &report);
+    if (!dnsFailure.empty() && options_.dnsFailure == DnsFailureMode::Tempfail &&
+        v.action == Action::Continue && !v.wouldBe) {
+      v = dnsFailureVerdict(stage);
+      report.dnsFailure = dnsFailure;
+    }
     factCache_.clear();
   }
   if (stage == Stage::Connect || stage == Stage::Helo) {
@@ -250,7 +267,67 @@ const FactValue& Policy::fact(const rules::FieldRef& field) {
   return factCache_.back().second;
 }
 
-FactValue Policy::computeFact(const rules::FieldRef& field) const {
+Verdict Policy::dnsFailureVerdict(Stage stage) const {
+  const auto reply =
+      rules::ReplyTemplate::make(stage == Stage::Connect ? 421 : 451, {4, 4, 3},
+                                 "Temporary DNS failure, try again later (session $session)");
+  Verdict v = refusal(stage, rules::RuleAction::Tempfail, &reply, "dns-failure", "[failure] dns");
+  if (options_.dryRun) {
+    v.wouldBe = v.action;
+    v.action = Action::Continue;
+    v.disconnect = false;
+  }
+  v.score = tx_ ? tx_->score : session_.score;
+  return v;
+}
+
+const ReverseDns& Policy::reverseDnsNow() {
+  if (!rdns_) {
+    const auto deadline = DnsResolver::Clock::now() + options_.resolver->timeout() * 3;
+    rdns_ = lookupReverseDns(*options_.resolver, session_.client.ip, deadline);
+  }
+  return *rdns_;
+}
+
+const SpfResult& Policy::spfNow() {
+  if (!spf_) {
+    SpfRequest request{session_.client.ip, session_.helo, tx_ ? tx_->sender : std::string(),
+                       options_.hostname};
+    spf_ = checkSpf(*options_.resolver, request, options_.spf);
+  }
+  return *spf_;
+}
+
+FactValue Policy::dnsFact(const rules::FieldRef& field) {
+  const FieldId id = field.info->id;
+  if (id == FieldId::Dkim || id == FieldId::DkimDomain || id == FieldId::Dmarc ||
+      id == FieldId::DmarcPolicy) {
+    return kNotYet;
+  }
+  if (!options_.resolver) {
+    return kNoResolver;
+  }
+  if (id == FieldId::ClientPtr || id == FieldId::ClientFcrdns) {
+    const ReverseDns& r = reverseDnsNow();
+    if (!r.error.empty()) {
+      dnsFailure_ = r.error;
+    }
+    if (id == FieldId::ClientPtr) {
+      return r.ptrKnown ? FactValue{r.ptr} : FactValue{Unavailable{"DNS failed: " + r.error}};
+    }
+    return r.fcrdns ? FactValue{*r.fcrdns} : FactValue{Unavailable{"DNS failed: " + r.error}};
+  }
+  const SpfResult& spf = spfNow();
+  if (spf.status == SpfStatus::TempError) {
+    dnsFailure_ = "SPF temperror: " + (spf.dnsError.empty() ? spf.comment : spf.dnsError);
+  }
+  if (id == FieldId::Spf) {
+    return std::string(toString(spf.status));
+  }
+  return spf.explanation;
+}
+
+FactValue Policy::computeFact(const rules::FieldRef& field) {
   const Transaction* tx = tx_.get();
   switch (field.info->id) {
     case FieldId::ClientIp:
@@ -269,7 +346,7 @@ FactValue Policy::computeFact(const rules::FieldRef& field) const {
     case FieldId::DkimDomain:
     case FieldId::Dmarc:
     case FieldId::DmarcPolicy:
-      return kNoResolver;
+      return dnsFact(field);
     case FieldId::Helo:
       return session_.helo;
     case FieldId::Tls:

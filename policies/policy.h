@@ -14,17 +14,34 @@
 /// thread (or strand) at a time. The RuleSet it holds is shared and
 /// immutable; a reload never changes the rules of a running session.
 ///
-/// Facts that need DNS (client.ptr, spf, dkim, dmarc, dnsbl) are reported
-/// unavailable until a resolver is wired in; rules reading them never fire.
+/// Facts that need DNS: with `PolicyOptions::resolver` set, client.ptr and
+/// client.fcrdns are looked up once per session and spf/spf.explanation once
+/// per transaction, each only when a rule of the stage reads it (DNSBL lists
+/// look up through the resolver they were built with). These lookups block
+/// the calling thread (bounded by the resolver's timeout and the SPF
+/// deadline): the proxy must call the stage methods off its event loop until
+/// an asynchronous prefetch lands. Without a resolver (dkim, dmarc: always)
+/// they are unavailable and rules reading them never fire.
+///
+/// DNS failures: when a lookup that a rule of the stage needed failed
+/// temporarily (PTR timeout, spf temperror, DNSBL timeout) and no rule
+/// decided, `[failure] dns = "tempfail"` (the default) answers 451 4.4.3 —
+/// a dead DNS server neither accepts silently nor rejects; `"rules"` leaves
+/// the decision to the rules (`spf == temperror`).
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "policies/config.h"
 #include "policies/decision_log.h"
+#include "policies/dns_resolver.h"
+#include "policies/reverse_dns.h"
 #include "policies/session.h"
+#include "policies/spf.h"
 #include "policies/verdict.h"
 #include "rules/rule_set.h"
 
@@ -33,6 +50,12 @@ namespace smtpgate::policies {
 struct PolicyOptions {
   bool dryRun = false;  ///< [rules] mode = "dry-run": decide and log, never refuse
   std::string frontend = "check";
+  // Every member below has an initializer, so `{dryRun, "proxy"}` still compiles
+  // cleanly under -Wmissing-field-initializers.
+  DnsResolverPtr resolver = nullptr;  ///< null: DNS facts are unavailable
+  DnsFailureMode dnsFailure = DnsFailureMode::Tempfail;
+  std::string hostname = {};  ///< our name, for Received-SPF
+  SpfOptions spf = {};
 };
 
 /// What happened at one stage, for `smtpgate check` (collected only on request).
@@ -42,8 +65,9 @@ struct StageReport {
   std::vector<std::pair<std::string, std::string>> facts;  ///< field, described value
   std::vector<rules::RuleTrace> rules;
   std::vector<const rules::Rule*> scoreRules;
-  std::string skipped;    ///< why the stage's rules did not run, if they didn't
-  std::string threshold;  ///< "reject at 10 (file:line)" when a threshold decided
+  std::string skipped;     ///< why the stage's rules did not run, if they didn't
+  std::string threshold;   ///< "reject at 10 (file:line)" when a threshold decided
+  std::string dnsFailure;  ///< why [failure] dns made the stage tempfail, if it did
   Verdict verdict;
 };
 
@@ -69,6 +93,10 @@ class Policy : private rules::FactSource {
   [[nodiscard]] const Session& session() const { return session_; }
   [[nodiscard]] const Transaction* transaction() const { return tx_.get(); }
   [[nodiscard]] const rules::RuleSet& ruleSet() const { return *rules_; }
+  /// The SPF result of the current transaction, if a rule needed it (the
+  /// frontend prepends its `receivedSpf` header).
+  [[nodiscard]] const SpfResult* spfResult() const { return spf_ ? &*spf_ : nullptr; }
+  [[nodiscard]] const ReverseDns* reverseDns() const { return rdns_ ? &*rdns_ : nullptr; }
 
   /// The decision log line for a verdict of this session.
   [[nodiscard]] DecisionRecord record(const Verdict& verdict) const;
@@ -78,7 +106,11 @@ class Policy : private rules::FactSource {
 
  private:
   const rules::FactValue& fact(const rules::FieldRef& field) override;
-  rules::FactValue computeFact(const rules::FieldRef& field) const;
+  rules::FactValue computeFact(const rules::FieldRef& field);
+  rules::FactValue dnsFact(const rules::FieldRef& field);
+  const ReverseDns& reverseDnsNow();
+  const SpfResult& spfNow();
+  Verdict dnsFailureVerdict(Stage stage) const;
   rules::FactValue messageFact(const rules::FieldRef& field) const;
   Verdict evaluate(Stage stage, std::string_view skipReason, std::string subject = {});
   Verdict decide(Stage stage, const rules::StageOutcome& outcome, StageReport* report);
@@ -96,6 +128,9 @@ class Policy : private rules::FactSource {
   std::string lastRcpt_;
   /// Facts computed during the current evaluation (values must outlive it).
   std::deque<std::pair<rules::FieldRef, rules::FactValue>> factCache_;
+  std::optional<ReverseDns> rdns_;  ///< session lifetime
+  std::optional<SpfResult> spf_;    ///< transaction lifetime
+  std::string dnsFailure_;          ///< a DNS lookup of the current evaluation failed: why
 };
 
 /// A short random session id (8 upper-case hex digits).

@@ -4,13 +4,14 @@
 
 namespace smtpgate::policies {
 
-rules::RuleSetPtr loadRuleSet(const Config& config, rules::Diagnostics& diags) {
+rules::RuleSetPtr loadRuleSet(const Config& config, rules::Diagnostics& diags,
+                              std::shared_ptr<DnsResolver> resolver) {
   std::vector<std::string> files = expandRuleFiles(config, diags);
   if (config.rules.files.empty()) {
     diags.warning({config.source, 0, 0},
                   "no rule files configured ([rules] files): every message is accepted");
   }
-  StandardListBuilder lists;
+  StandardListBuilder lists(std::move(resolver));
   auto set = rules::RuleSet::load(files, lists, diags);
   return diags.hasErrors() ? nullptr : set;
 }

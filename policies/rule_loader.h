@@ -8,12 +8,15 @@
 /// returned, so a broken edit can't replace working rules.
 
 #include "policies/config.h"
+#include "policies/dns_resolver.h"
 #include "rules/diagnostic.h"
 #include "rules/rule_set.h"
 
 namespace smtpgate::policies {
 
-/// nullptr if any error was reported into `diags`.
-rules::RuleSetPtr loadRuleSet(const Config& config, rules::Diagnostics& diags);
+/// nullptr if any error was reported into `diags`. DNSBL lists look up
+/// through `resolver`; without one they answer unknown (lint).
+rules::RuleSetPtr loadRuleSet(const Config& config, rules::Diagnostics& diags,
+                              std::shared_ptr<DnsResolver> resolver = nullptr);
 
 }  // namespace smtpgate::policies

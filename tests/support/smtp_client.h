@@ -68,6 +68,10 @@ class SmtpClient {
   /// Bytes received but not yet consumed by a reply.
   const std::string& pending() const { return buffer_; }
 
+  /// The socket (non-blocking), for a test that takes the connection over,
+  /// e.g. to do TLS after STARTTLS; -1 when not connected.
+  int fd() const { return fd_; }
+
   /// Half-close: the peer sees EOF, we can still read.
   void shutdownWrite();
   void close();

@@ -1,0 +1,67 @@
+#include "cli/milter_command.h"
+
+#include <fmt/core.h>
+
+#include "cli/exit_codes.h"
+#include "cli/loaded_config.h"
+#include "milter/milter_server.h"
+
+namespace smtpgate::cli {
+
+namespace {
+
+struct MilterOptions {
+  std::string config;
+  std::string socket;  ///< overrides [milter] socket
+};
+
+int runMilter(const MilterOptions& options) {
+  rules::Diagnostics diags;
+  auto loaded = loadConfigAndRules(options.config, diags);
+  printDiagnostics(diags);
+  if (!loaded || !loaded->rules) {
+    fmt::print(stderr, "smtpgate milter: fix the errors above first (smtpgate lint)\n");
+    return kExitConfig;
+  }
+  milter::MilterSettings settings;
+  settings.socket = options.socket.empty() ? loaded->config.milter.socket : options.socket;
+  std::string error;
+  if (!options.socket.empty() && !policies::parseMilterSocket(settings.socket, error)) {
+    fmt::print(stderr, "smtpgate milter: --socket {}: {}\n", settings.socket, error);
+    return kExitUsage;
+  }
+  settings.policy.dryRun = loaded->config.rules.mode == policies::RulesMode::DryRun;
+  settings.shutdownGrace = loaded->config.proxy.shutdownGrace;
+  auto log = policies::DecisionLog::open(loaded->config.log.decisions, error);
+  if (!log) {
+    fmt::print(stderr, "smtpgate milter: cannot open decision log {}: {}\n",
+               loaded->config.log.decisions, error);
+    return kExitOsError;
+  }
+  std::string configPath = options.config;
+  auto reload = [configPath]() -> rules::RuleSetPtr {
+    rules::Diagnostics reloadDiags;
+    auto fresh = loadConfigAndRules(configPath, reloadDiags);
+    printDiagnostics(reloadDiags);
+    return fresh ? fresh->rules : nullptr;
+  };
+  milter::MilterServer server(std::move(settings), loaded->rules, log.get(), reload);
+  if (!server.open()) {
+    return kExitOsError;
+  }
+  int rc = server.run();
+  return rc == 0 ? kExitAccept : kExitOsError;
+}
+
+}  // namespace
+
+void addMilterCommand(CLI::App& app, int& exitCode) {
+  auto options = std::make_shared<MilterOptions>();
+  CLI::App* cmd = app.add_subcommand("milter", "Run the Postfix milter (smtpd_milters)");
+  cmd->add_option("-c,--config", options->config, "Config file");
+  cmd->add_option("--socket", options->socket,
+                  "Listen here instead of [milter] socket (inet:PORT@HOST or unix:/path)");
+  cmd->callback([options, &exitCode] { exitCode = runMilter(*options); });
+}
+
+}  // namespace smtpgate::cli

@@ -1,0 +1,359 @@
+/// milter_test — `smtpgate milter` end to end: the real binary as the
+/// smtpd_milters of a private Postfix (which relays to its smtp-sink), driven
+/// by swaks. Proves the milter issue's "Done when" list: a refusal with the
+/// configured reply at connect, helo, mail, rcpt and end of data; a reject at
+/// rcpt refuses that recipient only; an accepted message reaches the sink and
+/// the decision log has its "deliver" line with Postfix's queue id; dry-run
+/// delivers and logs "would-reject"; with the milter down, Postfix's
+/// milter_default_action (tempfail) applies; SIGUSR2 reloads the rules.
+///
+/// Every case has its own TempDirs, Postfix and smtpgate milter, so `ctest -j`
+/// runs them side by side; every wait has a deadline of at most 20 s.
+
+#include <signal.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "tests/support/postfix_instance.h"
+#include "tests/support/process.h"
+#include "tests/support/smtp_client.h"
+
+namespace smtpgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+constexpr auto kTimeout = 20s;
+
+#define SKIP_WITHOUT_POSTFIX()                                      \
+  do {                                                              \
+    if (!PostfixInstance::available()) {                            \
+      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
+      return;                                                       \
+    }                                                               \
+  } while (false)
+
+/// The rules every case loads: one refusal per stage, each with its own
+/// reply; the '%' in two of them checks smfi_setreply's escaping.
+constexpr const char* kRules = R"(
+list local cidr { 127.0.0.0/8 }
+rule conn-local on connect when client.ip in @local and local.port == 2 then reject "554 5.7.1 No mail from $client_ip, 100% sure"
+rule bad-helo   on helo when helo ~ /^bad\./ then reject "550 5.7.1 HELO $client_ip refused by smtpgate"
+rule bad-sender on mail when sender ~ /^spammer@/ then reject "553 5.7.1 Sender <$sender> refused by smtpgate"
+rule busy-rcpt  on rcpt when rcpt ~ /^blocked@/ then tempfail "450 4.2.1 Mailbox <$rcpt> busy, says smtpgate"
+rule spam-subj  on data when header.subject ~ /v[i1]agra/i then reject "550 5.7.1 Spam (100% sure), says smtpgate"
+)";
+
+/// `smtpgate milter` as a child process with its own config, rules and
+/// decision log in a TempDir, listening on inet:PORT@127.0.0.1.
+class MilterProcess {
+ public:
+  explicit MilterProcess(std::string rules, std::string mode = "enforce")
+      : rules_(std::move(rules)), mode_(std::move(mode)) {}
+
+  /// libmilter cannot bind port 0 and report it, so a freePort() is tried
+  /// and, if another process took it in between, a new one (three
+  /// attempts). With `port`, that one port only (a Postfix already points
+  /// at it).
+  void start(std::uint16_t port = 0) {
+    writeFile(dir_.file("local.rules"), rules_);
+    for (int attempt = 0; attempt < (port != 0 ? 1 : 3); ++attempt) {
+      port_ = port != 0 ? port : freePort();
+      writeFile(configPath(), "[milter]\nsocket = \"inet:" + std::to_string(port_) +
+                                  "@127.0.0.1\"\n[rules]\nfiles = [\"local.rules\"]\nmode = \"" +
+                                  mode_ + "\"\n[log]\ndecisions = \"decisions.jsonl\"\n");
+      process_ = std::make_unique<ChildProcess>(
+          std::vector<std::string>{SMTPGATE_BINARY, "milter", "-c", configPath()},
+          dir_.file("smtpgate.log"));
+      process_->start();
+      bool listening = waitFor(
+          [&] {
+            auto ports = listeningTcpPorts(process_->pid());
+            return std::find(ports.begin(), ports.end(), port_) != ports.end() ||
+                   !process_->running();
+          },
+          deadlineIn(kTimeout));
+      if (listening && process_->running()) {
+        return;
+      }
+      process_->stop();
+    }
+    throw std::runtime_error("smtpgate milter did not start:\n" + log());
+  }
+
+  void stop() {
+    if (process_) {
+      process_->stop();
+    }
+  }
+  ChildProcess& process() { return *process_; }
+
+  /// Postfix's syntax for our socket.
+  std::string postfixSocket() const { return "inet:127.0.0.1:" + std::to_string(port_); }
+  std::string configPath() const { return dir_.file("smtpgate.toml"); }
+  std::string rulesPath() const { return dir_.file("local.rules"); }
+  std::string log() const { return readFile(dir_.file("smtpgate.log")); }
+
+  /// The decision log's lines parsed, once at least `count` are there.
+  std::vector<json> waitForDecisions(std::size_t count) const {
+    std::vector<json> lines;
+    waitFor(
+        [&] {
+          lines.clear();
+          std::string text = readFile(dir_.file("decisions.jsonl"));
+          std::size_t start = 0;
+          for (std::size_t end; (end = text.find('\n', start)) != std::string::npos;
+               start = end + 1) {
+            lines.push_back(json::parse(text.substr(start, end - start)));
+          }
+          return lines.size() >= count;
+        },
+        deadlineIn(kTimeout));
+    return lines;
+  }
+
+ private:
+  std::string rules_;
+  std::string mode_;
+  TempDir dir_{"smtpgate-milter-test"};
+  std::unique_ptr<ChildProcess> process_;
+  std::uint16_t port_ = 0;
+};
+
+/// A private Postfix whose smtpd calls the milter at `milterSocket`.
+PostfixOptions postfixWithMilter(const std::string& milterSocket) {
+  PostfixOptions options;
+  options.smtpdMilters = milterSocket;
+  options.recipients = {"user@example.com", "postmaster@example.com", "blocked@example.com"};
+  options.mainCf = {{"milter_connect_macros", "j {daemon_name} {daemon_addr} {daemon_port} v _"},
+                    {"milter_connect_timeout", "5s"},
+                    {"milter_command_timeout", "10s"},
+                    {"milter_content_timeout", "10s"}};
+  return options;
+}
+
+/// One swaks run against `postfix` with the given extra arguments.
+SwaksResult send(const PostfixInstance& postfix, std::vector<std::string> extra) {
+  std::vector<std::string> args = {
+      "--server", postfix.host() + ":" + std::to_string(postfix.port()),
+      "--from",   "sender@example.org",
+      "--to",     "user@example.com",
+      "--helo",   "client.example.org",
+      "--header", "Subject: hello"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return swaks(args);
+}
+
+/// Everything up to one case: the milter with kRules, then Postfix calling it.
+struct Gate {
+  explicit Gate(std::string rules = kRules, std::string mode = "enforce")
+      : milter(std::move(rules), std::move(mode)) {
+    milter.start();
+    postfix = std::make_unique<PostfixInstance>(postfixWithMilter(milter.postfixSocket()));
+    postfix->start();
+  }
+  MilterProcess milter;
+  std::unique_ptr<PostfixInstance> postfix;
+};
+
+const json* findDecision(const std::vector<json>& lines, const std::string& stage,
+                         const std::string& action) {
+  for (const auto& line : lines) {
+    if (line.value("stage", "") == stage && line.value("action", "") == action) {
+      return &line;
+    }
+  }
+  return nullptr;
+}
+
+std::string queuedAs(const std::string& transcript) {
+  std::smatch match;
+  static const std::regex kQueued("250 2\\.0\\.0 Ok: queued as ([0-9A-Za-z]+)");
+  return std::regex_search(transcript, match, kQueued) ? match[1].str() : std::string();
+}
+
+}  // namespace
+
+TEST_CASE("milter: an accepted message reaches the sink and is logged with its queue id",
+          "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult run = send(*gate.postfix, {"--body", "just a normal message"});
+  INFO(run.transcript << gate.milter.log());
+  REQUIRE(run.exitCode == 0);
+  REQUIRE(gate.postfix->sink().waitForMessages(1, deadlineIn(kTimeout)));
+  auto messages = gate.postfix->sink().messages();
+  CHECK(messages.at(0).recipients == std::vector<std::string>{"user@example.com"});
+  CHECK_THAT(messages.at(0).data, Catch::Contains("just a normal message"));
+
+  std::string queueId = queuedAs(run.transcript);
+  REQUIRE_FALSE(queueId.empty());
+  auto lines = gate.milter.waitForDecisions(1);
+  const json* deliver = findDecision(lines, "data", "deliver");
+  REQUIRE(deliver != nullptr);
+  CHECK(deliver->value("queue_id", "") == queueId);
+  CHECK(deliver->value("frontend", "") == "milter");
+  CHECK(deliver->value("client_ip", "") == "127.0.0.1");
+  CHECK(deliver->value("helo", "") == "client.example.org");
+  CHECK(deliver->value("sender", "") == "sender@example.org");
+  CHECK((*deliver)["rcpts"] == json::array({"user@example.com"}));
+  CHECK(deliver->value("subject", "") == "hello");
+}
+
+TEST_CASE("milter: a reject at connect gives the configured reply", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  // The connect rule of kRules never fires (local.port is never 2). Here it
+  // refuses clients of Postfix's smtpd port — which the milter learns from
+  // the {daemon_port} macro — so Postfix starts first, while the milter is
+  // still down (PostfixInstance::start() waits for a 220 greeting).
+  std::uint16_t port = freePort();
+  PostfixInstance postfix(postfixWithMilter("inet:127.0.0.1:" + std::to_string(port)));
+  postfix.start();
+  MilterProcess milter(std::regex_replace(kRules, std::regex("local.port == 2"),
+                                          "local.port == " + std::to_string(postfix.port())));
+  milter.start(port);
+  SwaksResult run = send(postfix, {});
+  INFO(run.transcript << milter.log() << postfix.maillog());
+  CHECK(run.exitCode != 0);
+  // Postfix answers a milter's refusal at connect with its own banner,
+  // "554 HOST ESMTP not accepting connections", and logs the milter's reply.
+  CHECK(std::regex_search(run.transcript, std::regex("<\\*\\* +554 ")));
+  CHECK(postfix.waitForLog(std::regex("milter-reject: CONNECT from .*: 554 5\\.7\\.1 No mail "
+                                      "from 127\\.0\\.0\\.1, 100% sure"),
+                           deadlineIn(kTimeout)));
+  CHECK(postfix.sink().messageCount() == 0);
+  auto lines = milter.waitForDecisions(1);
+  const json* d = findDecision(lines, "connect", "reject");
+  REQUIRE(d != nullptr);
+  CHECK(d->value("rule", "") == "conn-local");
+  CHECK(d->value("reply", "") == "554 5.7.1 No mail from 127.0.0.1, 100% sure");
+}
+
+TEST_CASE("milter: a reject at helo gives the configured reply", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult run = send(*gate.postfix, {"--helo", "bad.example.net"});
+  INFO(run.transcript << gate.milter.log());
+  CHECK(run.exitCode != 0);
+  CHECK_THAT(run.transcript, Catch::Contains("550 5.7.1 HELO 127.0.0.1 refused by smtpgate"));
+  CHECK(gate.postfix->sink().messageCount() == 0);
+  auto lines = gate.milter.waitForDecisions(1);
+  const json* d = findDecision(lines, "helo", "reject");
+  REQUIRE(d != nullptr);
+  CHECK(d->value("rule", "") == "bad-helo");
+  CHECK(d->value("helo", "") == "bad.example.net");
+}
+
+TEST_CASE("milter: a reject at mail gives the configured reply", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult run = send(*gate.postfix, {"--from", "spammer@example.org"});
+  INFO(run.transcript << gate.milter.log());
+  CHECK(run.exitCode != 0);
+  CHECK_THAT(run.transcript,
+             Catch::Contains("553 5.7.1 Sender <spammer@example.org> refused by smtpgate"));
+  CHECK(gate.postfix->sink().messageCount() == 0);
+  auto lines = gate.milter.waitForDecisions(1);
+  const json* d = findDecision(lines, "mail", "reject");
+  REQUIRE(d != nullptr);
+  CHECK(d->value("sender", "") == "spammer@example.org");
+}
+
+TEST_CASE("milter: a refusal at rcpt refuses that recipient only", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult run = send(*gate.postfix, {"--to", "blocked@example.com,user@example.com"});
+  INFO(run.transcript << gate.milter.log());
+  CHECK_THAT(run.transcript,
+             Catch::Contains("450 4.2.1 Mailbox <blocked@example.com> busy, says smtpgate"));
+  // The other recipient got the message.
+  REQUIRE(gate.postfix->sink().waitForMessages(1, deadlineIn(kTimeout)));
+  CHECK(gate.postfix->sink().messages().at(0).recipients ==
+        std::vector<std::string>{"user@example.com"});
+  auto lines = gate.milter.waitForDecisions(2);
+  const json* refused = findDecision(lines, "rcpt", "tempfail");
+  REQUIRE(refused != nullptr);
+  CHECK((*refused)["rcpts"] == json::array({"blocked@example.com"}));
+  const json* deliver = findDecision(lines, "data", "deliver");
+  REQUIRE(deliver != nullptr);
+  CHECK((*deliver)["rcpts"] == json::array({"user@example.com"}));
+  CHECK_FALSE(deliver->value("queue_id", "").empty());
+}
+
+TEST_CASE("milter: a reject at end of data gives the configured reply", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult run =
+      send(*gate.postfix, {"--header", "Subject: cheap v1agra today", "--body", "buy"});
+  INFO(run.transcript << gate.milter.log());
+  CHECK(run.exitCode != 0);
+  CHECK_THAT(run.transcript, Catch::Contains("550 5.7.1 Spam (100% sure), says smtpgate"));
+  CHECK(gate.postfix->sink().messageCount() == 0);
+  auto lines = gate.milter.waitForDecisions(1);
+  const json* d = findDecision(lines, "data", "reject");
+  REQUIRE(d != nullptr);
+  CHECK(d->value("rule", "") == "spam-subj");
+  CHECK(d->value("reply", "") == "550 5.7.1 Spam (100% sure), says smtpgate");
+  CHECK_FALSE(d->value("queue_id", "").empty());  // so it can be found in Postfix's log
+}
+
+TEST_CASE("milter: dry-run delivers and logs would-reject", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate(kRules, "dry-run");
+  SwaksResult run = send(*gate.postfix, {"--from", "spammer@example.org"});
+  INFO(run.transcript << gate.milter.log());
+  REQUIRE(run.exitCode == 0);
+  REQUIRE(gate.postfix->sink().waitForMessages(1, deadlineIn(kTimeout)));
+  auto lines = gate.milter.waitForDecisions(2);
+  CHECK(findDecision(lines, "mail", "would-reject") != nullptr);
+  CHECK(findDecision(lines, "data", "deliver") != nullptr);
+}
+
+TEST_CASE("milter: SIGUSR2 reloads the rules", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  Gate gate;
+  SwaksResult before = send(*gate.postfix, {"--from", "newspam@example.org"});
+  INFO(before.transcript << gate.milter.log());
+  REQUIRE(before.exitCode == 0);
+  writeFile(gate.milter.rulesPath(),
+            std::string(kRules) +
+                "rule new-rule on mail when sender ~ /^newspam@/ then reject \"550 5.7.1 New "
+                "rule\"\n");
+  REQUIRE(::kill(gate.milter.process().pid(), SIGUSR2) == 0);
+  REQUIRE(waitFor([&] { return gate.milter.log().find("reloaded rules") != std::string::npos; },
+                  deadlineIn(kTimeout)));
+  SwaksResult after = send(*gate.postfix, {"--from", "newspam@example.org"});
+  INFO(after.transcript);
+  CHECK_THAT(after.transcript, Catch::Contains("550 5.7.1 New rule"));
+}
+
+TEST_CASE("milter: with the milter down, Postfix's milter_default_action applies", "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  MilterProcess milter(kRules);
+  milter.start();
+  PostfixInstance postfix(postfixWithMilter(milter.postfixSocket()));
+  postfix.start();
+  milter.stop();  // nobody listens on the milter socket any more
+
+  SwaksResult run = send(postfix, {});
+  INFO(run.transcript << postfix.maillog());
+  CHECK(run.exitCode != 0);
+  // milter_default_action = tempfail: Postfix answers 4xx, nothing is queued.
+  CHECK(std::regex_search(run.transcript, std::regex("<\\*\\* +4[0-9][0-9] ")));
+  CHECK(postfix.sink().messageCount() == 0);
+  CHECK(postfix.waitForLog(
+      std::regex("connect to Milter service inet:127\\.0\\.0\\.1:[0-9]+: Connection refused"),
+      deadlineIn(kTimeout)));
+  CHECK(postfix.waitForLog(std::regex("milter-reject: MAIL from .*: 451 4\\.7\\.1 "),
+                           deadlineIn(kTimeout)));
+}
+
+}  // namespace smtpgate::testing
