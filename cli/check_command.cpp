@@ -260,31 +260,13 @@ int runCheck(const CheckOptions& o) {
     return kExitNoInput;
   }
   rules::Diagnostics diags;
-  auto loaded = loadConfigAndRules(o.config, diags);
+  auto loaded = loadConfigAndRules(o.config, diags, {!o.noDns, o.dns});
   printDiagnostics(diags);
   if (!loaded || !loaded->rules) {
     fmt::print(stderr, "smtpgate check: fix the errors above first (smtpgate lint)\n");
     return kExitConfig;
   }
-  policies::PolicyOptions options{loaded->config.rules.mode == policies::RulesMode::DryRun,
-                                  "check"};
-  if (!o.noDns) {
-    policies::DnsResolverOptions dnsOptions{o.dns.empty() ? loaded->config.dns.servers : o.dns,
-                                            loaded->config.dns.timeout};
-    std::string error;
-    options.resolver = policies::DnsResolver::create(dnsOptions, error);
-    if (!options.resolver) {
-      fmt::print(stderr, "smtpgate check: DNS: {}\n", error);
-      return kExitConfig;
-    }
-    // Load again so DNSBL lists look up through this resolver.
-    rules::Diagnostics again;
-    if (auto withDns = policies::loadRuleSet(loaded->config, again, options.resolver)) {
-      loaded->rules = std::move(withDns);
-    }
-  }
-  options.dnsFailure = loaded->config.failure.dns;
-  options.hostname = loaded->config.proxy.hostname;
+  policies::PolicyOptions options = policyOptionsFor(*loaded, "check");
   policies::Policy policy(loaded->rules, policies::newSessionId(), options);
   CheckRun run = runStages(policy, o, *ip, o.message.empty() ? nullptr : &message);
   int exitCode = exitCodeFor(run.final);

@@ -7,16 +7,38 @@
 namespace smtpgate::cli {
 
 std::optional<LoadedConfig> loadConfigAndRules(const std::string& configPath,
-                                               rules::Diagnostics& diags) {
+                                               rules::Diagnostics& diags, DnsChoice dns) {
   std::optional<policies::Config> config = configPath.empty()
                                                ? policies::loadDefaultConfig(diags)
                                                : policies::loadConfig(configPath, diags);
   if (!config) {
     return std::nullopt;
   }
-  LoadedConfig loaded{std::move(*config), nullptr};
-  loaded.rules = policies::loadRuleSet(loaded.config, diags);
+  LoadedConfig loaded{std::move(*config), nullptr, nullptr};
+  if (dns.enabled) {
+    policies::DnsResolverOptions options{
+        dns.serversOverride.empty() ? loaded.config.dns.servers : dns.serversOverride,
+        loaded.config.dns.timeout};
+    std::string error;
+    loaded.resolver = policies::DnsResolver::create(options, error);
+    if (!loaded.resolver) {
+      diags.error({configPath.empty() ? "<default config>" : configPath, 0, 0},
+                  "DNS resolver: " + error);
+      return loaded;
+    }
+  }
+  loaded.rules = policies::loadRuleSet(loaded.config, diags, loaded.resolver);
   return loaded;
+}
+
+policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string frontend) {
+  policies::PolicyOptions options;
+  options.dryRun = loaded.config.rules.mode == policies::RulesMode::DryRun;
+  options.frontend = std::move(frontend);
+  options.resolver = loaded.resolver;
+  options.dnsFailure = loaded.config.failure.dns;
+  options.hostname = loaded.config.proxy.hostname;
+  return options;
 }
 
 void printDiagnostics(const rules::Diagnostics& diags) {

@@ -4,8 +4,11 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "policies/config.h"
+#include "policies/dns_resolver.h"
+#include "policies/policy.h"
 #include "rules/diagnostic.h"
 #include "rules/rule_set.h"
 
@@ -14,12 +17,27 @@ namespace smtpgate::cli {
 struct LoadedConfig {
   policies::Config config;
   rules::RuleSetPtr rules;  ///< nullptr if the rules have errors
+  /// The process's one resolver (DNS facts, DNSBL lists); null without DNS.
+  policies::DnsResolverPtr resolver;
+};
+
+/// How a subcommand wants DNS: off (lint), or on with [dns] servers, which
+/// `serversOverride` replaces when not empty (`check --dns`).
+struct DnsChoice {
+  bool enabled = false;
+  std::vector<std::string> serversOverride = {};
 };
 
 /// Config errors and rule errors all land in `diags`; the result is nullopt
-/// only when the config itself could not be loaded.
+/// only when the config itself could not be loaded. With DNS enabled the
+/// resolver is made first, so DNSBL lists look up through it; a resolver that
+/// cannot be made is an error in `diags` and leaves `rules` null.
 std::optional<LoadedConfig> loadConfigAndRules(const std::string& configPath,
-                                               rules::Diagnostics& diags);
+                                               rules::Diagnostics& diags, DnsChoice dns = {});
+
+/// The PolicyOptions every frontend starts from: dry-run, DNS failure mode,
+/// hostname and the resolver of `loaded`.
+policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string frontend);
 
 /// Prints diagnostics to stderr, with colour-free carets.
 void printDiagnostics(const rules::Diagnostics& diags);

@@ -17,7 +17,9 @@ struct MilterOptions {
 
 int runMilter(const MilterOptions& options) {
   rules::Diagnostics diags;
-  auto loaded = loadConfigAndRules(options.config, diags);
+  // libmilter calls back on one thread per connection, so a DNS lookup may
+  // block there: the milter gets the resolver directly.
+  auto loaded = loadConfigAndRules(options.config, diags, {.enabled = true});
   printDiagnostics(diags);
   if (!loaded || !loaded->rules) {
     fmt::print(stderr, "smtpgate milter: fix the errors above first (smtpgate lint)\n");
@@ -30,7 +32,7 @@ int runMilter(const MilterOptions& options) {
     fmt::print(stderr, "smtpgate milter: --socket {}: {}\n", settings.socket, error);
     return kExitUsage;
   }
-  settings.policy.dryRun = loaded->config.rules.mode == policies::RulesMode::DryRun;
+  settings.policy = policyOptionsFor(*loaded, "milter");
   settings.shutdownGrace = loaded->config.proxy.shutdownGrace;
   auto log = policies::DecisionLog::open(loaded->config.log.decisions, error);
   if (!log) {
@@ -41,7 +43,7 @@ int runMilter(const MilterOptions& options) {
   std::string configPath = options.config;
   auto reload = [configPath]() -> rules::RuleSetPtr {
     rules::Diagnostics reloadDiags;
-    auto fresh = loadConfigAndRules(configPath, reloadDiags);
+    auto fresh = loadConfigAndRules(configPath, reloadDiags, {.enabled = true});
     printDiagnostics(reloadDiags);
     return fresh ? fresh->rules : nullptr;
   };

@@ -43,7 +43,7 @@ std::shared_ptr<boost::asio::ssl::context> makeTlsContext(const policies::ProxyC
 
 int runProxy(const ProxyOptions& options) {
   rules::Diagnostics diags;
-  auto loaded = loadConfigAndRules(options.config, diags);
+  auto loaded = loadConfigAndRules(options.config, diags, {.enabled = true});
   printDiagnostics(diags);
   if (!loaded || !loaded->rules) {
     fmt::print(stderr, "smtpgate proxy: fix the errors above first (smtpgate lint)\n");
@@ -59,11 +59,12 @@ int runProxy(const ProxyOptions& options) {
   std::string configPath = options.config;
   auto reload = [configPath]() -> rules::RuleSetPtr {
     rules::Diagnostics reloadDiags;
-    auto fresh = loadConfigAndRules(configPath, reloadDiags);
+    auto fresh = loadConfigAndRules(configPath, reloadDiags, {.enabled = true});
     printDiagnostics(reloadDiags);
     return fresh ? fresh->rules : nullptr;
   };
   auto settings = proxy::settingsFrom(loaded->config);
+  settings.policy.resolver = loaded->resolver;
   const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins
   proxy::Server server(std::move(settings), loaded->rules, log.get(), reload, threads);
   if (!loaded->config.proxy.tlsCertificate.empty()) {

@@ -336,11 +336,11 @@ std::shared_ptr<DnsResolver> DnsResolver::create(const DnsResolverOptions& optio
     return nullptr;
   }
   // (Last: adding a zone finalizes the context's settings.)
-  // libunbound answers the reverse zones of the documentation ranges itself
-  // (NXDOMAIN, RFC 6303); ask the servers instead, like any other name, so a
-  // lab or test DNS that serves them is heard.
+  // libunbound answers the reverse zones of the documentation ranges and the
+  // RFC 6761 "test." domain itself (NXDOMAIN, RFC 6303); ask the servers
+  // instead, like any other name, so a lab or test DNS that serves them is heard.
   for (const char* zone : {"2.0.192.in-addr.arpa", "100.51.198.in-addr.arpa",
-                           "113.0.203.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"}) {
+                           "113.0.203.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa", "test"}) {
     if (int rc = ub_ctx_zone_add(ctx, zone, "nodefault"); rc != 0) {
       error = std::string("libunbound local-zone ") + zone + ": " + ub_strerror(rc);
       return nullptr;

@@ -59,6 +59,18 @@ bool Policy::needsMessage() const {
          rules_->reads(FieldId::RawBody) || rules_->reads(FieldId::Size);
 }
 
+bool Policy::mayBlockAt(Stage stage) const {
+  if (!options_.resolver) {
+    return false;
+  }
+  for (const auto& field : rules_->fieldsReadAt(stage)) {
+    if (field.info->needsDns || field.info->id == FieldId::ClientIp) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Verdict Policy::onConnect(const ConnectInfo& client) {
   session_.client = client;
   session_.connected = true;

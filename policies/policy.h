@@ -90,6 +90,10 @@ class Policy : private rules::FactSource {
   /// True if some rule reads the message (headers, body, size): a frontend
   /// that may skip keeping the message asks this.
   [[nodiscard]] bool needsMessage() const;
+  /// True if `stage` may block in a DNS lookup (a resolver is set and a rule
+  /// of that stage reads a DNS fact or client.ip, which a DNSBL list resolves):
+  /// an event-driven frontend runs such a stage off its I/O threads.
+  [[nodiscard]] bool mayBlockAt(Stage stage) const;
   [[nodiscard]] const Session& session() const { return session_; }
   [[nodiscard]] const Transaction* transaction() const { return tx_.get(); }
   [[nodiscard]] const rules::RuleSet& ruleSet() const { return *rules_; }

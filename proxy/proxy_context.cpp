@@ -35,7 +35,9 @@ ProxySettings settingsFrom(const policies::Config& config) {
   s.backend.ehloName = s.hostname;
   s.backend.xclient = config.proxy.xclient;
   s.maxMessageSize = config.proxy.maxMessageSize;
-  s.dryRun = config.rules.mode == policies::RulesMode::DryRun;
+  s.policy.dryRun = config.rules.mode == policies::RulesMode::DryRun;
+  s.policy.dnsFailure = config.failure.dns;
+  s.policy.hostname = s.hostname;
   const policies::ProxyConfig& p = config.proxy;
   s.maxRecipients = p.maxRecipients;
   s.maxErrors = p.maxErrors;
@@ -68,6 +70,12 @@ ProxyContext::ProxyContext(ProxySettings settings, rules::RuleSetPtr rules,
   }
   rules::Diagnostics ignored;  // parseConfig validated every entry already
   trustedProxies_ = policies::CidrList::build(entries, ignored);
+  if (settings_.policy.resolver) {
+    // Each worker waits at most one DNS timeout per lookup; 32 of them keep
+    // 32 sessions resolving at once while the I/O threads go on.
+    constexpr std::size_t kBlockingWorkers = 32;
+    blockingPool_ = std::make_unique<asio::thread_pool>(kBlockingWorkers);
+  }
 }
 
 bool ProxyContext::trustsProxy(const std::string& peerIp) const {

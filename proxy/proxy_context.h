@@ -15,10 +15,12 @@
 #include <vector>
 
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "policies/cidr_list.h"
 #include "policies/config.h"
 #include "policies/decision_log.h"
+#include "policies/policy.h"
 #include "proxy/backend_client.h"
 #include "proxy/data_framer.h"
 #include "proxy/limits.h"
@@ -44,7 +46,9 @@ struct ProxySettings {
   std::size_t maxConnections = 1000;     ///< Postfix: default_process_limit = 100
   std::size_t maxConnectionsPerIp = 50;  ///< Postfix: smtpd_client_connection_count_limit = 50
   BareLinePolicy bareLines = BareLinePolicy::Reject;
-  bool dryRun = false;
+  /// How every session's Policy runs: dry-run, frontend "proxy", DNS failure
+  /// mode, our hostname and the process's DNS resolver (null: no DNS facts).
+  policies::PolicyOptions policy = {false, "proxy"};
   Duration shutdownGrace = std::chrono::seconds(30);
   /// Time for the TLS handshake after STARTTLS. Postfix: smtpd_starttls_timeout = 300s
   /// (a stalled handshake holds a session, so shorter here).
@@ -103,6 +107,11 @@ class ProxyContext {
     }
   }
 
+  /// Where Policy stages that may block in a DNS lookup run (libspf2 and the
+  /// DNSBL lookups are synchronous), so the I/O threads never wait on DNS.
+  /// Null when there is no resolver: then stages run on the session's strand.
+  [[nodiscard]] asio::thread_pool* blockingPool() { return blockingPool_.get(); }
+
   /// True if `peerIp` may send a PROXY protocol header (proxy.trusted_proxies).
   [[nodiscard]] bool trustsProxy(const std::string& peerIp) const;
 
@@ -125,6 +134,7 @@ class ProxyContext {
   policies::DecisionLog* log_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::shared_ptr<const policies::CidrList> trustedProxies_;
+  std::unique_ptr<asio::thread_pool> blockingPool_;
   std::map<std::string, std::size_t> perIp_;
   std::size_t connections_ = 0;
 };

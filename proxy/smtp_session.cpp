@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "proxy/extensions.h"
@@ -60,7 +61,7 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
                 }),
       context_(context),
       settings_(context.settings()),
-      policy_(context.rules(), policies::newSessionId(), {context.settings().dryRun, "proxy"}),
+      policy_(context.rules(), policies::newSessionId(), context.settings().policy),
       lines_(context.settings().maxLineLength) {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
@@ -134,6 +135,20 @@ asio::awaitable<void> SmtpSession::serve() {
   co_await flush();
 }
 
+template <typename StageFunction>
+asio::awaitable<Verdict> SmtpSession::decide(rules::Stage stage, StageFunction run) {
+  asio::thread_pool* pool = context_.blockingPool();
+  if (pool == nullptr || !policy_.mayBlockAt(stage)) {
+    co_return run();
+  }
+  // The session's coroutine waits here until the stage is done (a cancelled
+  // parallel group still waits for its branches), so `stage` may safely use
+  // the session's members by reference; nothing else touches them meanwhile.
+  co_return co_await asio::co_spawn(
+      pool->get_executor(), [&]() -> asio::awaitable<Verdict> { co_return run(); },
+      asio::use_awaitable);
+}
+
 asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
   if (settings_.proxyProtocol && !co_await readProxyHeader()) {
     co_return Next::Close;
@@ -149,7 +164,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::greet() {
   bool pregreet = !inbuf_.empty() || socket_.available(ec) > 0;
   policies::ConnectInfo info{*rules::IpAddress::parse(clientIp_), clientPort_, localPort_,
                              pregreet};
-  Verdict v = policy_.onConnect(info);
+  Verdict v = co_await decide(rules::Stage::Connect, [&] { return policy_.onConnect(info); });
   logDecision(v);
   if (v.action == Action::Tempfail) {
     reply("421 " + v.reply->esc.toString() + " " + v.reply->text);
@@ -317,7 +332,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
 asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& command,
                                                        bool extended) {
   co_await resetTransaction();  // HELO/EHLO resets any transaction (RFC 5321 4.1.4)
-  Verdict v = policy_.onHelo(command.argument, tlsInfo_);
+  Verdict v = co_await decide(rules::Stage::Helo,
+                              [&] { return policy_.onHelo(command.argument, tlsInfo_); });
   logDecision(v);
   if (v.refuses()) {
     replyVerdict(v);
@@ -354,8 +370,10 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
       (!command.params.empty() && !esmtp_)) {
     co_return error("555 5.5.4 Unsupported option");
   }
-  Verdict v =
-      policy_.onMail(command.path.address, command.size ? static_cast<double>(*command.size) : 0);
+  Verdict v = co_await decide(rules::Stage::Mail, [&] {
+    return policy_.onMail(command.path.address,
+                          command.size ? static_cast<double>(*command.size) : 0);
+  });
   logDecision(v);
   if (v.refuses()) {
     replyVerdict(v);
@@ -391,7 +409,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& comm
   if (command.path.needsSmtputf8 && !smtputf8_) {
     co_return error(replyFor(SyntaxError::RecipientNeedsSmtputf8).line());
   }
-  Verdict v = policy_.onRcpt(rcptAddress(command));
+  Verdict v =
+      co_await decide(rules::Stage::Rcpt, [&] { return policy_.onRcpt(rcptAddress(command)); });
   logDecision(v);
   if (v.refuses()) {
     replyVerdict(v);
@@ -450,7 +469,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view message) {
-  Verdict v = policy_.onEndOfData(message);
+  Verdict v = co_await decide(rules::Stage::Data, [&] { return policy_.onEndOfData(message); });
   if (v.refuses()) {
     logDecision(v);
     replyVerdict(v);
@@ -466,6 +485,9 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     } else {
       reply("451 4.4.2 Error: lost connection to the mail server, try again later");
     }
+    // A backend that refuses DATA keeps its envelope (Postfix does): reset it,
+    // or the client's next MAIL would meet "503 nested MAIL command" there.
+    co_await resetBackend();
     endTransaction();
     co_return Next::Continue;
   }
@@ -522,7 +544,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onStartTls(const ParsedCommand& 
   inbuf_.clear();
   lines_.reset();
   tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *context_.tls());
-  auto ec = co_await withinNoBytes(watchdog_, tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
+  auto ec = co_await withinNoBytes(watchdog_,
+                                   tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
                                    settings_.tlsHandshakeTimeout);
   if (ec) {
     tls_.reset();  // the socket now holds half a TLS session: nothing sane can follow

@@ -74,6 +74,11 @@ class SmtpSession {
   asio::awaitable<void> resetBackend();
   asio::awaitable<void> resetTransaction();
 
+  /// Runs one Policy stage; with DNS on, on the context's blocking pool (a
+  /// lookup may block), resuming on the session's strand afterwards.
+  template <typename StageFunction>
+  asio::awaitable<policies::Verdict> decide(rules::Stage stage, StageFunction run);
+
   /// The one place a Verdict becomes a reply line (STYLE.md G3).
   void replyVerdict(const policies::Verdict& verdict);
   void reply(std::string_view line);

@@ -108,8 +108,7 @@ asio::awaitable<boost::system::error_code> withinNoBytes(IoWatchdog& watchdog, O
 }
 
 template <typename Stream, typename Buffer>
-asio::awaitable<IoResult> readSome(IoWatchdog& watchdog, Stream& s, Buffer buffer,
-                                   Duration limit) {
+asio::awaitable<IoResult> readSome(IoWatchdog& watchdog, Stream& s, Buffer buffer, Duration limit) {
   co_return co_await within(watchdog, s.async_read_some(buffer, kUseTuple), limit);
 }
 

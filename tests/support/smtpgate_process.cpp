@@ -79,6 +79,7 @@ void SmtpgateProcess::writeFiles() const {
   }
   config += "\n[rules]\nfiles = [" + tomlString(rulesPath) + "]\n";
   config += "\n[log]\ndecisions = " + tomlString(decisionLogPath()) + "\n";
+  config += "\n" + options_.extraConfig;
   writeFile(configPath(), config);
 }
 

@@ -40,6 +40,8 @@ struct SmtpgateOptions {
   bool tls = false;   ///< make a self-signed certificate and offer STARTTLS
   /// More `[proxy]` keys, each value as TOML text: {"bare_newlines", "\"normalize\""}.
   std::vector<std::pair<std::string, std::string>> proxy;
+  /// Whole TOML sections appended to the config, e.g. "[dns]\nservers = [\"127.0.0.1:5353\"]\n".
+  std::string extraConfig;
 };
 
 /// Writes a self-signed certificate for CN=`commonName` and its unencrypted
