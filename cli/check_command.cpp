@@ -156,6 +156,75 @@ void printSpf(const policies::SpfResult& spf) {
   }
 }
 
+void printDkim(const policies::DkimResult& dkim) {
+  fmt::print("\ndkim: {}{}\n", policies::toString(dkim.status),
+             dkim.error.empty() ? "" : " (" + dkim.error + ")");
+  for (const auto& s : dkim.signatures) {
+    fmt::print("     {} d={} s={} a={} c={}{}{}{}\n", policies::toString(s.status), s.domain,
+               s.selector, s.algorithm, s.canonicalization,
+               s.keyBits != 0 ? " " + std::to_string(s.keyBits) + "-bit key" : "",
+               s.partialBody ? " (l= covers part of the body)" : "",
+               s.reason.empty() ? "" : ": " + s.reason);
+  }
+  if (dkim.signaturesSkipped > 0) {
+    fmt::print("     {} more signature(s) not checked ([dkim] max_signatures)\n",
+               dkim.signaturesSkipped);
+  }
+  if (!dkim.dnsError.empty()) {
+    fmt::print("     DNS: {}\n", dkim.dnsError);
+  }
+}
+
+void printDmarc(const policies::DmarcResult& dmarc) {
+  fmt::print("\ndmarc: {} (policy {}) from {}{}\n", policies::toString(dmarc.status),
+             policies::toString(dmarc.policy), dmarc.fromDomain.empty() ? "?" : dmarc.fromDomain,
+             dmarc.reason.empty() ? "" : ": " + dmarc.reason);
+  if (!dmarc.record.empty()) {
+    fmt::print("     _dmarc.{}: {}\n", dmarc.recordDomain, dmarc.record);
+  }
+  if (!dmarc.dkimAlignedDomain.empty()) {
+    fmt::print("     aligned DKIM: d={}\n", dmarc.dkimAlignedDomain);
+  }
+  if (dmarc.spfAligned) {
+    fmt::print("     aligned SPF\n");
+  }
+  if (!dmarc.dnsError.empty()) {
+    fmt::print("     DNS: {}\n", dmarc.dnsError);
+  }
+}
+
+nlohmann::json dkimJson(const policies::DkimResult& dkim) {
+  nlohmann::json sigs = nlohmann::json::array();
+  for (const auto& s : dkim.signatures) {
+    sigs.push_back({{"result", policies::toString(s.status)},
+                    {"domain", s.domain},
+                    {"selector", s.selector},
+                    {"algorithm", s.algorithm},
+                    {"canonicalization", s.canonicalization},
+                    {"key_bits", s.keyBits},
+                    {"body_length", s.bodyLength},
+                    {"partial_body", s.partialBody},
+                    {"reason", s.reason}});
+  }
+  return {{"result", policies::toString(dkim.status)},
+          {"signatures", sigs},
+          {"skipped", dkim.signaturesSkipped},
+          {"error", dkim.error},
+          {"dns_error", dkim.dnsError}};
+}
+
+nlohmann::json dmarcJson(const policies::DmarcResult& dmarc) {
+  return {{"result", policies::toString(dmarc.status)},
+          {"policy", policies::toString(dmarc.policy)},
+          {"from_domain", dmarc.fromDomain},
+          {"record_domain", dmarc.recordDomain},
+          {"record", dmarc.record},
+          {"dkim_aligned", dmarc.dkimAlignedDomain},
+          {"spf_aligned", dmarc.spfAligned},
+          {"reason", dmarc.reason},
+          {"dns_error", dmarc.dnsError}};
+}
+
 nlohmann::json spfJson(const policies::SpfResult& spf) {
   return {{"result", policies::toString(spf.status)},
           {"identity", spf.identity},
@@ -215,6 +284,15 @@ void printReport(const CheckRun& run, const policies::Policy& policy, const Chec
     if (const auto* spf = policy.spfResult()) {
       j["spf"] = spfJson(*spf);
     }
+    if (const auto* dkim = policy.dkimResult()) {
+      j["dkim"] = dkimJson(*dkim);
+    }
+    if (const auto* dmarc = policy.dmarcResult()) {
+      j["dmarc"] = dmarcJson(*dmarc);
+    }
+    if (!o.message.empty()) {
+      j["authentication_results"] = policy.authenticationResults();
+    }
     fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return;
   }
@@ -225,6 +303,15 @@ void printReport(const CheckRun& run, const policies::Policy& policy, const Chec
   }
   if (const auto* spf = policy.spfResult()) {
     printSpf(*spf);
+  }
+  if (const auto* dkim = policy.dkimResult()) {
+    printDkim(*dkim);
+  }
+  if (const auto* dmarc = policy.dmarcResult()) {
+    printDmarc(*dmarc);
+  }
+  if (!o.message.empty()) {
+    fmt::print("\n{}: {}\n", policies::kAuthenticationResults, policy.authenticationResults());
   }
   fmt::print("\nverdict: {} at {}\n", verdictLine(run.final), rules::toString(run.final.stage));
 }

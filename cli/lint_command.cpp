@@ -5,6 +5,7 @@
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "policies/list_builder.h"
+#include "rules/strict_lint.h"
 
 namespace smtpgate::cli {
 
@@ -13,6 +14,7 @@ namespace {
 struct LintOptions {
   std::string config;
   std::vector<std::string> ruleFiles;
+  bool strict = false;
 };
 
 std::string stageCounts(const rules::RuleSet& set) {
@@ -23,10 +25,23 @@ std::string stageCounts(const rules::RuleSet& set) {
   return out;
 }
 
+/// --strict: loads the same files again through a ListRecorder (the normal
+/// load keeps no list entries) and adds the strict warnings to `diags`.
+void addStrictWarnings(const std::vector<std::string>& files, rules::Diagnostics& diags) {
+  policies::StandardListBuilder standard;
+  rules::ListRecorder recorder(standard);
+  rules::Diagnostics again;  // the first load already reported these
+  auto set = rules::RuleSet::load(files, recorder, again);
+  if (set) {
+    rules::checkStrict(*set, recorder, diags);
+  }
+}
+
 int runLint(const LintOptions& options) {
   rules::Diagnostics diags;
   rules::RuleSetPtr set;
   std::string subject;
+  std::vector<std::string> files = options.ruleFiles;
   if (!options.ruleFiles.empty()) {
     // Lint rule files directly, without a config (handy in an editor or a hook).
     policies::StandardListBuilder lists;
@@ -36,6 +51,13 @@ int runLint(const LintOptions& options) {
     auto loaded = loadConfigAndRules(options.config, diags);
     subject = loaded ? loaded->config.source : options.config;
     set = loaded ? loaded->rules : nullptr;
+    if (loaded && set && options.strict) {
+      rules::Diagnostics scratch;
+      files = policies::expandRuleFiles(loaded->config, scratch);
+    }
+  }
+  if (set && options.strict) {
+    addStrictWarnings(files, diags);
   }
   printDiagnostics(diags);
   std::size_t warnings = diags.items().size() - diags.errorCount();
@@ -44,9 +66,16 @@ int runLint(const LintOptions& options) {
                warnings);
     return kExitReject;
   }
-  fmt::print("lint: {}: OK, {} rules ({}), {} thresholds, {} files, ruleset {}{}\n", subject,
+  if (options.strict && warnings > 0) {
+    // --strict is lint's -Werror: the rules load, but the lint fails.
+    fmt::print(stderr, "lint: {}: {} warning(s) (--strict: warnings fail the lint)\n", subject,
+               warnings);
+    return kExitReject;
+  }
+  fmt::print("lint: {}: OK, {} rules ({}), {} thresholds, {} files, ruleset {}{}{}\n", subject,
              set->rules().size(), stageCounts(*set), set->thresholds().size(), set->files().size(),
-             set->hash(), warnings ? fmt::format(", {} warning(s)", warnings) : "");
+             set->hash(), warnings ? fmt::format(", {} warning(s)", warnings) : "",
+             options.strict ? ", strict checks passed" : "");
   return kExitAccept;
 }
 
@@ -59,6 +88,9 @@ void addLintCommand(CLI::App& app, int& exitCode) {
                   "Config file (default: /etc/smtpgate/smtpgate.toml, else the embedded default)");
   cmd->add_option("rules", options->ruleFiles,
                   "Rule files to lint instead of the config's [rules] files");
+  cmd->add_flag("--strict", options->strict,
+                "Also warn about shadowed rules, unanchored envelope regexes, oversized regexes "
+                "and list entries that change nothing or never match; any warning exits 1");
   cmd->callback([options, &exitCode] { exitCode = runLint(*options); });
 }
 

@@ -1,7 +1,10 @@
 #include "cli/loaded_config.h"
 
+#include <fmt/core.h>
+
 #include <cstdio>
 
+#include "policies/metrics.h"
 #include "policies/rule_loader.h"
 
 namespace smtpgate::cli {
@@ -19,6 +22,9 @@ std::optional<LoadedConfig> loadConfigAndRules(const std::string& configPath,
     policies::DnsResolverOptions options{
         dns.serversOverride.empty() ? loaded.config.dns.servers : dns.serversOverride,
         loaded.config.dns.timeout};
+    options.observeLatency = [](std::chrono::duration<double> latency) {
+      policies::processMetrics().observeDns(latency);
+    };
     std::string error;
     loaded.resolver = policies::DnsResolver::create(options, error);
     if (!loaded.resolver) {
@@ -38,7 +44,28 @@ policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string
   options.resolver = loaded.resolver;
   options.dnsFailure = loaded.config.failure.dns;
   options.hostname = loaded.config.proxy.hostname;
+  policies::applyAuthConfig(loaded.config, options);  // [auth] authserv_id, [dkim]
   return options;
+}
+
+std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath) {
+  return [configPath = std::move(configPath)]() -> rules::RuleSetPtr {
+    rules::Diagnostics diags;
+    auto fresh = loadConfigAndRules(configPath, diags, {.enabled = true});
+    printDiagnostics(diags);
+    return fresh ? fresh->rules : nullptr;
+  };
+}
+
+std::unique_ptr<policies::DecisionLog> openDecisionLog(const policies::Config& config,
+                                                       std::string_view command) {
+  std::string error;
+  auto log = policies::DecisionLog::open(config.log.decisions, error);
+  if (!log) {
+    fmt::print(stderr, "{}: cannot open decision log {}: {}\n", command, config.log.decisions,
+               error);
+  }
+  return log;
 }
 
 void printDiagnostics(const rules::Diagnostics& diags) {

@@ -2,11 +2,14 @@
 /// Loading the config and rules the way every subcommand does: `-c PATH`,
 /// else /etc/smtpgate/smtpgate.toml if present, else the embedded default.
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "policies/config.h"
+#include "policies/decision_log.h"
 #include "policies/dns_resolver.h"
 #include "policies/policy.h"
 #include "rules/diagnostic.h"
@@ -38,6 +41,16 @@ std::optional<LoadedConfig> loadConfigAndRules(const std::string& configPath,
 /// The PolicyOptions every frontend starts from: dry-run, DNS failure mode,
 /// hostname and the resolver of `loaded`.
 policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string frontend);
+
+/// What SIGHUP (proxy) and SIGUSR2 (milter) run: config and rules loaded anew
+/// from `configPath`, with DNS, diagnostics printed; nullptr when they have
+/// errors (the caller keeps the rules in force).
+std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath);
+
+/// The decision log of `config`, opened for appending; nullptr after telling
+/// stderr why (`command` names who asks, e.g. "smtpgate proxy").
+std::unique_ptr<policies::DecisionLog> openDecisionLog(const policies::Config& config,
+                                                       std::string_view command);
 
 /// Prints diagnostics to stderr, with colour-free carets.
 void printDiagnostics(const rules::Diagnostics& diags);

@@ -7,6 +7,7 @@
 #include "cli/log_command.h"
 #include "cli/milter_command.h"
 #include "cli/proxy_command.h"
+#include "cli/report_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"smtpgate: a spam-filtering gate for Postfix (SMTP proxy and milter)"};
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   smtpgate::cli::addLintCommand(app, exitCode);
   smtpgate::cli::addCheckCommand(app, exitCode);
   smtpgate::cli::addLogCommand(app, exitCode);
+  smtpgate::cli::addReportCommand(app, exitCode);
   smtpgate::cli::addProxyCommand(app, exitCode);
   smtpgate::cli::addMilterCommand(app, exitCode);
   try {

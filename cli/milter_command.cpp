@@ -4,6 +4,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
+#include "cli/systemd_notify.h"
 #include "milter/milter_server.h"
 
 namespace smtpgate::cli {
@@ -16,6 +17,9 @@ struct MilterOptions {
 };
 
 int runMilter(const MilterOptions& options) {
+  // Before the DNS resolver starts its threads: a thread without the mask
+  // would take SIGUSR2 with its default action and end the process.
+  milter::MilterServer::blockServerSignals();
   rules::Diagnostics diags;
   // libmilter calls back on one thread per connection, so a DNS lookup may
   // block there: the milter gets the resolver directly.
@@ -34,23 +38,16 @@ int runMilter(const MilterOptions& options) {
   }
   settings.policy = policyOptionsFor(*loaded, "milter");
   settings.shutdownGrace = loaded->config.proxy.shutdownGrace;
-  auto log = policies::DecisionLog::open(loaded->config.log.decisions, error);
+  auto log = openDecisionLog(loaded->config, "smtpgate milter");
   if (!log) {
-    fmt::print(stderr, "smtpgate milter: cannot open decision log {}: {}\n",
-               loaded->config.log.decisions, error);
     return kExitOsError;
   }
-  std::string configPath = options.config;
-  auto reload = [configPath]() -> rules::RuleSetPtr {
-    rules::Diagnostics reloadDiags;
-    auto fresh = loadConfigAndRules(configPath, reloadDiags, {.enabled = true});
-    printDiagnostics(reloadDiags);
-    return fresh ? fresh->rules : nullptr;
-  };
+  auto reload = reloaderFor(options.config);
   milter::MilterServer server(std::move(settings), loaded->rules, log.get(), reload);
   if (!server.open()) {
     return kExitOsError;
   }
+  notifyReady();
   int rc = server.run();
   return rc == 0 ? kExitAccept : kExitOsError;
 }

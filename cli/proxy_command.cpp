@@ -4,6 +4,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
+#include "cli/systemd_notify.h"
 #include "proxy/server.h"
 
 #include <boost/asio/ssl/context.hpp>
@@ -49,20 +50,11 @@ int runProxy(const ProxyOptions& options) {
     fmt::print(stderr, "smtpgate proxy: fix the errors above first (smtpgate lint)\n");
     return kExitConfig;
   }
-  std::string error;
-  auto log = policies::DecisionLog::open(loaded->config.log.decisions, error);
+  auto log = openDecisionLog(loaded->config, "smtpgate proxy");
   if (!log) {
-    fmt::print(stderr, "smtpgate proxy: cannot open decision log {}: {}\n",
-               loaded->config.log.decisions, error);
     return kExitOsError;
   }
-  std::string configPath = options.config;
-  auto reload = [configPath]() -> rules::RuleSetPtr {
-    rules::Diagnostics reloadDiags;
-    auto fresh = loadConfigAndRules(configPath, reloadDiags, {.enabled = true});
-    printDiagnostics(reloadDiags);
-    return fresh ? fresh->rules : nullptr;
-  };
+  auto reload = reloaderFor(options.config);
   auto settings = proxy::settingsFrom(loaded->config);
   settings.policy.resolver = loaded->resolver;
   const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins
@@ -77,6 +69,7 @@ int runProxy(const ProxyOptions& options) {
   if (!server.bind()) {
     return kExitOsError;
   }
+  notifyReady();  // listening: connections queue in the backlog from here on
   return server.run();
 }
 

@@ -399,11 +399,15 @@ bool MilterServer::open() {
   return true;
 }
 
+void MilterServer::blockServerSignals() {
+  sigset_t set = ourSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 int MilterServer::run() {
   // Block our signals before any thread starts, so that all of them
   // (libmilter's included) inherit the mask and only signalThread takes them.
-  sigset_t set = ourSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  blockServerSignals();
   impl_->signalThread = std::thread([impl = impl_] { impl->signalLoop(); });
 
   fmt::print(stderr, "smtpgate milter: listening on {}, ruleset {}{}\n", impl_->settings.socket,

@@ -75,6 +75,11 @@ class MilterServer {
   /// (a stale unix socket file is removed first). False, with the reason on
   /// stderr, if either fails.
   bool open();
+  /// Blocks the signals the server takes on its own thread (SIGUSR1, SIGUSR2)
+  /// in the calling thread. Call first thing in main, before any thread is
+  /// made (the DNS resolver's included), so every thread inherits the mask;
+  /// run() does it too, for threads made after this point.
+  static void blockServerSignals();
   /// Serves until a stop signal; 0 after a clean stop, 1 if libmilter failed.
   int run();
 

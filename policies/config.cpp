@@ -651,6 +651,34 @@ void applyFailureDns(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
+void applyDkimMaxSignatures(Ctx& c, const toml::node& n, Config& cfg) {
+  const auto* i = n.as_integer();
+  if (i == nullptr) {
+    typeError(c, n, "dkim.max_signatures", "a whole number");
+    return;
+  }
+  if (i->get() < 1 || i->get() > 50) {
+    c.error(n.source(), "dkim.max_signatures: " + valueText(n) +
+                            " is out of range; use a whole number from 1 to 50");
+    return;
+  }
+  cfg.dkim.maxSignatures = static_cast<std::size_t>(i->get());
+}
+
+void applyAuthServId(Ctx& c, const toml::node& n, Config& cfg) {
+  auto v = getString(c, n, "auth.authserv_id");
+  if (!v) {
+    return;
+  }
+  if (v->empty() || v->find_first_of(" \t\r\n;()\"\\") != std::string::npos) {
+    c.error(n.source(), "auth.authserv_id: " + quote(*v) +
+                            " must be a host name or another word without spaces, ';', '(' or "
+                            "quotes, like \"mx.example.com\"");
+    return;
+  }
+  cfg.auth.authservId = *v;
+}
+
 void applyRulesFiles(Ctx& c, const toml::node& n, Config& cfg) {
   auto items = getStringList(c, n, "rules.files");
   if (!items) {
@@ -747,6 +775,8 @@ constexpr KeySpec kProxyKeys[] = {
 constexpr KeySpec kMilterKeys[] = {{"socket", applyMilterSocket}};
 constexpr KeySpec kDnsKeys[] = {{"servers", applyDnsServers}, {"timeout", applyDnsTimeout}};
 constexpr KeySpec kFailureKeys[] = {{"dns", applyFailureDns}};
+constexpr KeySpec kDkimKeys[] = {{"max_signatures", applyDkimMaxSignatures}};
+constexpr KeySpec kAuthKeys[] = {{"authserv_id", applyAuthServId}};
 constexpr KeySpec kRulesKeys[] = {{"files", applyRulesFiles}, {"mode", applyRulesMode}};
 constexpr KeySpec kLogKeys[] = {{"decisions", applyLogDecisions}};
 constexpr KeySpec kMetricsKeys[] = {{"listen", applyMetricsListen}};
@@ -759,6 +789,8 @@ constexpr SectionSpec kSections[] = {
     {"log", kLogKeys},
     {"metrics", kMetricsKeys},
     {"failure", kFailureKeys},
+    {"dkim", kDkimKeys},
+    {"auth", kAuthKeys},
 };
 
 template <typename T>
@@ -873,6 +905,12 @@ timeout = "5s"
 
 [failure]
 dns = "tempfail"      # a DNS lookup a rule needs fails: 451, the client retries
+
+[dkim]
+max_signatures = 5    # signatures checked per message; the rest are ignored
+
+[auth]
+# authserv_id = "mx.example.com"   # Authentication-Results id; default: the host name
 
 [rules]
 files = []            # no rules: every message is accepted and logged

@@ -114,6 +114,16 @@ struct FailureConfig {
   DnsFailureMode dns = DnsFailureMode::Tempfail;
 };
 
+/// [dkim]: how DKIM signatures are verified (policies/dkim.h).
+struct DkimConfig {
+  std::size_t maxSignatures = 5;  ///< signatures checked per message, in order; the rest ignored
+};
+
+/// [auth]: the Authentication-Results header (RFC 8601).
+struct AuthConfig {
+  std::string authservId;  ///< empty: proxy.hostname, else the system's host name
+};
+
 struct RulesConfig {
   std::vector<std::string> files;  ///< absolute glob(3) patterns, in file order
   RulesMode mode = RulesMode::Enforce;
@@ -133,6 +143,8 @@ struct Config {
   MilterConfig milter;
   DnsConfig dns;
   FailureConfig failure;
+  DkimConfig dkim;
+  AuthConfig auth;
   RulesConfig rules;
   LogConfig log;
   MetricsConfig metrics;

@@ -132,6 +132,7 @@ using Holder = PendingPtr;  // `new Holder(p)` is libunbound's mydata
 struct DnsResolver::Impl {
   ub_ctx* ctx = nullptr;
   std::chrono::milliseconds timeout{5000};
+  std::function<void(std::chrono::duration<double>)> observeLatency;
   std::string description;
   int wakeRead = -1;
   int wakeWrite = -1;
@@ -290,6 +291,7 @@ std::shared_ptr<DnsResolver> DnsResolver::create(const DnsResolverOptions& optio
                                                  std::string& error) {
   auto impl = std::make_unique<Impl>();
   impl->timeout = options.timeout;
+  impl->observeLatency = options.observeLatency;
   impl->ctx = ub_ctx_create();
   if (impl->ctx == nullptr) {
     error = "cannot create the libunbound context";
@@ -368,6 +370,13 @@ void DnsResolver::queryAsync(std::string_view name, DnsType type, Clock::time_po
   auto p = std::make_shared<Pending>();
   p->owner = &self;
   p->deadline = std::min(deadline, Clock::now() + self.timeout);
+  if (self.observeLatency) {
+    done = [observe = self.observeLatency, started = Clock::now(),
+            inner = std::move(done)](DnsAnswer answer) {
+      observe(Clock::now() - started);
+      inner(std::move(answer));
+    };
+  }
   p->done = std::move(done);
   auto* holder = new Holder(p);
   p->holder = holder;

@@ -74,6 +74,9 @@ struct DnsResolverOptions {
   std::chrono::milliseconds timeout{5000};  ///< per query
   /// resolv.conf-style file used when `servers` is empty (for tests).
   std::string resolvConf = "/etc/resolv.conf";
+  /// Called with each query's time from submission to answer or timeout (any
+  /// thread): the metrics' DNS latency histogram. May be empty.
+  std::function<void(std::chrono::duration<double>)> observeLatency = {};
 };
 
 class DnsResolver {

@@ -2,8 +2,11 @@
 
 #include "policies/dnsbl_list.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cstdio>
 #include <random>
 
@@ -17,7 +20,6 @@ using rules::Unavailable;
 
 /// Why a DNS-based fact has no value (shown by check and the log).
 const Unavailable kNoResolver{"needs DNS; no resolver configured"};
-const Unavailable kNotYet{"needs DNS; not implemented in this build yet (issue 4)"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -47,6 +49,11 @@ std::string newSessionId() {
   return buf;
 }
 
+void applyAuthConfig(const Config& config, PolicyOptions& options) {
+  options.dkim.maxSignatures = config.dkim.maxSignatures;
+  options.authservId = config.auth.authservId;
+}
+
 Policy::Policy(rules::RuleSetPtr rules, std::string sessionId, PolicyOptions options)
     : rules_(std::move(rules)), options_(std::move(options)) {
   session_.id = std::move(sessionId);
@@ -56,7 +63,9 @@ Policy::~Policy() = default;
 
 bool Policy::needsMessage() const {
   return rules_->reads(FieldId::Header) || rules_->reads(FieldId::Body) ||
-         rules_->reads(FieldId::RawBody) || rules_->reads(FieldId::Size);
+         rules_->reads(FieldId::RawBody) || rules_->reads(FieldId::Size) ||
+         rules_->reads(FieldId::Dkim) || rules_->reads(FieldId::DkimDomain) ||
+         rules_->reads(FieldId::Dmarc) || rules_->reads(FieldId::DmarcPolicy);
 }
 
 bool Policy::mayBlockAt(Stage stage) const {
@@ -87,6 +96,8 @@ Verdict Policy::onHelo(std::string_view helo, const TlsInfo& tls) {
 Verdict Policy::onMail(std::string_view sender, double mailSize) {
   tx_ = std::make_unique<Transaction>();
   spf_.reset();
+  dkim_.reset();
+  dmarc_.reset();
   tx_->score = session_.score;
   tx_->scoreRules = session_.scoreRules;
   tx_->sender = std::string(sender);
@@ -121,6 +132,8 @@ Verdict Policy::onEndOfData(std::string_view rawMessage) {
     tx_ = std::make_unique<Transaction>();
   }
   std::string_view skip = skipReasonFor(Stage::Data);
+  dkim_.reset();
+  dmarc_.reset();
   if (skip.empty() && needsMessage()) {
     tx_->message = std::make_unique<Message>(Message::parse(rawMessage));
   }
@@ -130,6 +143,8 @@ Verdict Policy::onEndOfData(std::string_view rawMessage) {
 void Policy::onReset() {
   tx_.reset();
   spf_.reset();
+  dkim_.reset();
+  dmarc_.reset();
 }
 
 void Policy::dropLastRcpt() {
@@ -310,14 +325,65 @@ const SpfResult& Policy::spfNow() {
   return *spf_;
 }
 
+const DkimResult* Policy::dkimNow() {
+  if (!dkim_ && tx_ && tx_->message) {
+    dkim_ = verifyDkim(*options_.resolver, tx_->message->raw(), options_.dkim);
+  }
+  return dkim_ ? &*dkim_ : nullptr;
+}
+
+const DmarcResult* Policy::dmarcNow() {
+  if (!dmarc_ && tx_ && tx_->message) {
+    DmarcRequest request;
+    for (const auto& h : tx_->message->headers()) {
+      if (h.lowerName == "from") {
+        request.fromFields.push_back(h.raw);
+      }
+    }
+    request.dkim = dkimNow();
+    request.spf = &spfNow();
+    const auto deadline = DnsResolver::Clock::now() + options_.resolver->timeout() * 2;
+    dmarc_ = checkDmarc(*options_.resolver, request, deadline);
+  }
+  return dmarc_ ? &*dmarc_ : nullptr;
+}
+
+FactValue Policy::messageAuthFact(const rules::FieldRef& field) {
+  const FieldId id = field.info->id;
+  if (id == FieldId::Dkim || id == FieldId::DkimDomain) {
+    const DkimResult* dkim = dkimNow();
+    if (dkim == nullptr) {
+      return Unavailable{"no message"};
+    }
+    if (dkim->status == DkimStatus::TempError) {
+      dnsFailure_ = "DKIM temperror: " + (dkim->dnsError.empty() ? dkim->error : dkim->dnsError);
+    }
+    if (id == FieldId::Dkim) {
+      return std::string(toString(dkim->status));
+    }
+    return dkim->passingDomains();
+  }
+  const DmarcResult* dmarc = dmarcNow();
+  if (dmarc == nullptr) {
+    return Unavailable{"no message"};
+  }
+  if (dmarc->status == DmarcStatus::TempError) {
+    dnsFailure_ = "DMARC temperror: " + (dmarc->dnsError.empty() ? dmarc->reason : dmarc->dnsError);
+  }
+  if (id == FieldId::Dmarc) {
+    return std::string(toString(dmarc->status));
+  }
+  return std::string(toString(dmarc->policy));
+}
+
 FactValue Policy::dnsFact(const rules::FieldRef& field) {
   const FieldId id = field.info->id;
-  if (id == FieldId::Dkim || id == FieldId::DkimDomain || id == FieldId::Dmarc ||
-      id == FieldId::DmarcPolicy) {
-    return kNotYet;
-  }
   if (!options_.resolver) {
     return kNoResolver;
+  }
+  if (id == FieldId::Dkim || id == FieldId::DkimDomain || id == FieldId::Dmarc ||
+      id == FieldId::DmarcPolicy) {
+    return messageAuthFact(field);
   }
   if (id == FieldId::ClientPtr || id == FieldId::ClientFcrdns) {
     const ReverseDns& r = reverseDnsNow();
@@ -421,6 +487,34 @@ FactValue Policy::messageFact(const rules::FieldRef& field) const {
   }
 }
 
+std::string Policy::authservId() const {
+  if (!options_.authservId.empty()) {
+    return options_.authservId;
+  }
+  if (!options_.hostname.empty()) {
+    return options_.hostname;
+  }
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') {
+    return "localhost";
+  }
+  return name;
+}
+
+std::string Policy::authenticationResults() const {
+  AuthResults results;
+  results.spf = spfResult();
+  results.spfSender = lastSender_;
+  results.helo = session_.helo;
+  results.dkim = dkimResult();
+  results.dmarc = dmarcResult();
+  return authenticationResultsValue(authservId(), results);
+}
+
+bool Policy::isForgedAuthenticationResults(std::string_view value) const {
+  return claimsAuthservId(value, authservId());
+}
+
 DecisionRecord Policy::record(const Verdict& verdict) const {
   DecisionRecord r;
   r.time = std::chrono::system_clock::now();
@@ -447,6 +541,15 @@ DecisionRecord Policy::record(const Verdict& verdict) const {
   r.rule = verdict.ruleId;
   r.ruleWhere = verdict.ruleWhere;
   r.reply = verdict.reply ? verdict.reply->line() : std::string();
+  if (spf_) {
+    r.spf = std::string(toString(spf_->status));
+  }
+  if (dkim_) {
+    r.dkim = std::string(toString(dkim_->status));
+  }
+  if (dmarc_) {
+    r.dmarc = std::string(toString(dmarc_->status));
+  }
   r.rulesetHash = rules_->hash();
   r.frontend = options_.frontend;
   return r;

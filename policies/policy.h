@@ -17,14 +17,21 @@
 /// Facts that need DNS: with `PolicyOptions::resolver` set, client.ptr and
 /// client.fcrdns are looked up once per session and spf/spf.explanation once
 /// per transaction, each only when a rule of the stage reads it (DNSBL lists
-/// look up through the resolver they were built with). These lookups block
-/// the calling thread (bounded by the resolver's timeout and the SPF
-/// deadline): the proxy must call the stage methods off its event loop until
-/// an asynchronous prefetch lands. Without a resolver (dkim, dmarc: always)
-/// they are unavailable and rules reading them never fire.
+/// look up through the resolver they were built with), and at end of DATA
+/// dkim/dkim.domain (policies/dkim.h) and dmarc/dmarc.policy
+/// (policies/dmarc.h, which also needs spf) once per message. These lookups
+/// block the calling thread (bounded by the resolver's timeout and the
+/// SPF/DKIM deadlines): the proxy must call the stage methods off its event
+/// loop until an asynchronous prefetch lands. Without a resolver they are
+/// unavailable and rules reading them never fire.
+///
+/// Authentication-Results: `authenticationResults()` is the value of the
+/// header a frontend prepends at end of DATA (after removing incoming ones
+/// for which `isForgedAuthenticationResults()` is true); it lists the
+/// methods this transaction evaluated.
 ///
 /// DNS failures: when a lookup that a rule of the stage needed failed
-/// temporarily (PTR timeout, spf temperror, DNSBL timeout) and no rule
+/// temporarily (PTR timeout, spf/dkim/dmarc temperror, DNSBL timeout) and no rule
 /// decided, `[failure] dns = "tempfail"` (the default) answers 451 4.4.3 —
 /// a dead DNS server neither accepts silently nor rejects; `"rules"` leaves
 /// the decision to the rules (`spf == temperror`).
@@ -36,8 +43,11 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/authentication_results.h"
 #include "policies/config.h"
 #include "policies/decision_log.h"
+#include "policies/dkim.h"
+#include "policies/dmarc.h"
 #include "policies/dns_resolver.h"
 #include "policies/reverse_dns.h"
 #include "policies/session.h"
@@ -56,7 +66,12 @@ struct PolicyOptions {
   DnsFailureMode dnsFailure = DnsFailureMode::Tempfail;
   std::string hostname = {};  ///< our name, for Received-SPF
   SpfOptions spf = {};
+  DkimOptions dkim = {};        ///< [dkim] max_signatures
+  std::string authservId = {};  ///< [auth] authserv_id; empty: hostname, else gethostname()
 };
+
+/// Copies the [dkim] and [auth] settings of `config` into `options`.
+void applyAuthConfig(const Config& config, PolicyOptions& options);
 
 /// What happened at one stage, for `smtpgate check` (collected only on request).
 struct StageReport {
@@ -101,6 +116,18 @@ class Policy : private rules::FactSource {
   /// frontend prepends its `receivedSpf` header).
   [[nodiscard]] const SpfResult* spfResult() const { return spf_ ? &*spf_ : nullptr; }
   [[nodiscard]] const ReverseDns* reverseDns() const { return rdns_ ? &*rdns_ : nullptr; }
+  /// The DKIM and DMARC results of the current message, if a rule needed them.
+  [[nodiscard]] const DkimResult* dkimResult() const { return dkim_ ? &*dkim_ : nullptr; }
+  [[nodiscard]] const DmarcResult* dmarcResult() const { return dmarc_ ? &*dmarc_ : nullptr; }
+
+  /// Our authserv-id: [auth] authserv_id, else the hostname, else gethostname().
+  [[nodiscard]] std::string authservId() const;
+  /// The value of the Authentication-Results header to prepend at end of
+  /// DATA (without the field name; one line).
+  [[nodiscard]] std::string authenticationResults() const;
+  /// True for an incoming Authentication-Results value that claims our
+  /// authserv-id: the frontend deletes it (RFC 8601 section 5).
+  [[nodiscard]] bool isForgedAuthenticationResults(std::string_view value) const;
 
   /// The decision log line for a verdict of this session.
   [[nodiscard]] DecisionRecord record(const Verdict& verdict) const;
@@ -114,6 +141,9 @@ class Policy : private rules::FactSource {
   rules::FactValue dnsFact(const rules::FieldRef& field);
   const ReverseDns& reverseDnsNow();
   const SpfResult& spfNow();
+  const DkimResult* dkimNow();
+  const DmarcResult* dmarcNow();
+  rules::FactValue messageAuthFact(const rules::FieldRef& field);
   Verdict dnsFailureVerdict(Stage stage) const;
   rules::FactValue messageFact(const rules::FieldRef& field) const;
   Verdict evaluate(Stage stage, std::string_view skipReason, std::string subject = {});
@@ -134,7 +164,9 @@ class Policy : private rules::FactSource {
   std::deque<std::pair<rules::FieldRef, rules::FactValue>> factCache_;
   std::optional<ReverseDns> rdns_;  ///< session lifetime
   std::optional<SpfResult> spf_;    ///< transaction lifetime
-  std::string dnsFailure_;          ///< a DNS lookup of the current evaluation failed: why
+  std::optional<DkimResult> dkim_;  ///< transaction lifetime (the message)
+  std::optional<DmarcResult> dmarc_;
+  std::string dnsFailure_;  ///< a DNS lookup of the current evaluation failed: why
 };
 
 /// A short random session id (8 upper-case hex digits).

@@ -38,6 +38,7 @@ ProxySettings settingsFrom(const policies::Config& config) {
   s.policy.dryRun = config.rules.mode == policies::RulesMode::DryRun;
   s.policy.dnsFailure = config.failure.dns;
   s.policy.hostname = s.hostname;
+  policies::applyAuthConfig(config, s.policy);  // [auth] authserv_id, [dkim]
   const policies::ProxyConfig& p = config.proxy;
   s.maxRecipients = p.maxRecipients;
   s.maxErrors = p.maxErrors;
@@ -55,6 +56,10 @@ ProxySettings settingsFrom(const policies::Config& config) {
   s.backend.connectTimeout = p.backendConnectTimeout;
   s.backend.commandTimeout = p.backendTimeout;
   s.threads = p.threads;
+  if (!config.metrics.listen.empty()) {
+    std::string error;
+    s.metricsListen = policies::parseHostPort(config.metrics.listen, error);  // lint checked it
+  }
   s.proxyProtocol = p.proxyProtocol;
   s.trustedProxies = p.trustedProxies;
   s.tlsHandshakeTimeout = p.tlsHandshakeTimeout;

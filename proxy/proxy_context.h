@@ -20,6 +20,7 @@
 #include "policies/cidr_list.h"
 #include "policies/config.h"
 #include "policies/decision_log.h"
+#include "policies/metrics.h"
 #include "policies/policy.h"
 #include "proxy/backend_client.h"
 #include "proxy/data_framer.h"
@@ -66,6 +67,8 @@ struct ProxySettings {
   bool proxyProtocol = false;
   std::vector<std::string> trustedProxies;  ///< CIDRs, validated by parseConfig
   unsigned threads = 0;                     ///< I/O threads; 0 = one per core
+  /// `[metrics] listen`: where GET /metrics is served; unset: nowhere.
+  std::optional<policies::HostPort> metricsListen;
 };
 
 /// Builds the proxy settings from the configuration.
@@ -102,8 +105,9 @@ class ProxyContext {
 
   /// Writes a decision line; failures are counted, never fatal.
   void log(const policies::DecisionRecord& record) {
+    metrics.countDecision(record);
     if (log_ != nullptr && !log_->write(record)) {
-      logErrors.fetch_add(1, std::memory_order_relaxed);
+      metrics.logError();
     }
   }
 
@@ -119,12 +123,8 @@ class ProxyContext {
   bool admit(const std::string& ip);
   void release(const std::string& ip);
 
-  std::atomic<std::size_t> openSessions{0};
-  std::atomic<std::uint64_t> totalSessions{0};
-  std::atomic<std::uint64_t> delivered{0};
-  std::atomic<std::uint64_t> backendErrors{0};
-  std::atomic<std::uint64_t> logErrors{0};
-  std::atomic<std::uint64_t> possibleDuplicates{0};
+  /// Counters for the metrics endpoint (and the drain at shutdown).
+  policies::Metrics& metrics = policies::processMetrics();
 
  private:
   ProxySettings settings_;

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <thread>
 
+#include "proxy/metrics_endpoint.h"
 #include "proxy/smtp_session.h"
 
 namespace smtpgate::proxy {
@@ -38,6 +39,7 @@ struct Server::Impl {
         reloadRules(std::move(reload)),
         signals(io, SIGTERM, SIGINT, SIGHUP) {
     signals.add(SIGUSR1);
+    context.metrics.setRuleset(context.rules()->hash());
   }
 
   asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor);
@@ -53,6 +55,7 @@ struct Server::Impl {
   ReloadFunction reloadRules;
   asio::signal_set signals;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::unique_ptr<tcp::acceptor> metricsAcceptor;
   bool stopping = false;
 };
 
@@ -82,7 +85,7 @@ asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
 asio::awaitable<void> Server::Impl::drain() {
   auto deadline = std::chrono::steady_clock::now() + context.settings().shutdownGrace;
   asio::steady_timer poll(io);
-  while (context.openSessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (context.metrics.sessionsOpen() > 0 && std::chrono::steady_clock::now() < deadline) {
     poll.expires_after(kDrainPoll);
     co_await poll.async_wait(kUseTuple);
   }
@@ -98,8 +101,10 @@ asio::awaitable<void> Server::Impl::signalLoop() {
     if (signo == SIGHUP) {
       if (auto fresh = reloadRules ? reloadRules() : nullptr) {
         context.setRules(fresh);
+        context.metrics.rulesLoaded(true, fresh->hash());
         fmt::print(stderr, "smtpgate: reloaded rules, ruleset {}\n", fresh->hash());
       } else {
+        context.metrics.rulesLoaded(false, {});
         fmt::print(stderr, "smtpgate: reload failed, keeping the current rules\n");
       }
       continue;
@@ -110,11 +115,15 @@ asio::awaitable<void> Server::Impl::signalLoop() {
       }
       continue;
     }
-    fmt::print(stderr, "smtpgate: stopping, {} session(s) open\n", context.openSessions.load());
+    fmt::print(stderr, "smtpgate: stopping, {} session(s) open\n", context.metrics.sessionsOpen());
     stopping = true;
     for (auto& a : acceptors) {
       boost::system::error_code ignored;
       a->close(ignored);
+    }
+    if (metricsAcceptor) {
+      boost::system::error_code ignored;
+      metricsAcceptor->close(ignored);
     }
     co_await drain();
     co_return;
@@ -148,33 +157,53 @@ void Server::setTls(std::shared_ptr<asio::ssl::context> tls) {
   impl_->context.setTls(std::move(tls));
 }
 
+namespace {
+
+/// A listening acceptor on `hp`, or nullptr (with the reason on stderr).
+std::unique_ptr<tcp::acceptor> listenOn(asio::io_context& io, const policies::HostPort& hp,
+                                        std::string_view what) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(hp.host, ec);
+  if (ec) {
+    fmt::print(stderr, "smtpgate: cannot listen on {}: not an IP address\n", hp.host);
+    return nullptr;
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(io);
+  tcp::endpoint endpoint(address, hp.port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec && address.is_v6()) {
+    acceptor->set_option(asio::ip::v6_only(true), ec);
+  }
+  acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    acceptor->bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    fmt::print(stderr, "smtpgate: cannot listen on {}: {}\n", describe(endpoint), ec.message());
+    return nullptr;
+  }
+  fmt::print(stderr, "smtpgate: {} on {}\n", what, describe(acceptor->local_endpoint()));
+  return acceptor;
+}
+
+}  // namespace
+
 bool Server::bind() {
   for (const auto& hp : impl_->context.settings().listen) {
-    boost::system::error_code ec;
-    auto address = asio::ip::make_address(hp.host, ec);
-    if (ec) {
-      fmt::print(stderr, "smtpgate: cannot listen on {}: not an IP address\n", hp.host);
+    auto acceptor = listenOn(impl_->io, hp, "listening");
+    if (!acceptor) {
       return false;
     }
-    auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
-    tcp::endpoint endpoint(address, hp.port);
-    acceptor->open(endpoint.protocol(), ec);
-    if (!ec && address.is_v6()) {
-      acceptor->set_option(asio::ip::v6_only(true), ec);
-    }
-    acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) {
-      acceptor->bind(endpoint, ec);
-    }
-    if (!ec) {
-      acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    }
-    if (ec) {
-      fmt::print(stderr, "smtpgate: cannot listen on {}: {}\n", describe(endpoint), ec.message());
-      return false;
-    }
-    fmt::print(stderr, "smtpgate: listening on {}\n", describe(acceptor->local_endpoint()));
     impl_->acceptors.push_back(std::move(acceptor));
+  }
+  if (const auto& metrics = impl_->context.settings().metricsListen) {
+    impl_->metricsAcceptor = listenOn(impl_->io, *metrics, "metrics");
+    if (!impl_->metricsAcceptor) {
+      return false;
+    }
   }
   return !impl_->acceptors.empty();
 }
@@ -192,6 +221,11 @@ int Server::run() {
     asio::co_spawn(impl_->io, impl_->acceptLoop(*a), asio::detached);
   }
   asio::co_spawn(impl_->io, impl_->signalLoop(), asio::detached);
+  if (impl_->metricsAcceptor) {
+    auto render = [this] { return impl_->context.metrics.render(SMTPGATE_VERSION); };
+    asio::co_spawn(asio::make_strand(impl_->io), serveMetrics(*impl_->metricsAcceptor, render),
+                   asio::detached);
+  }
   asio::co_spawn(asio::make_strand(impl_->io), impl_->probeLoop(), asio::detached);
   fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",
              impl_->context.settings().backend.host, impl_->context.settings().backend.port,

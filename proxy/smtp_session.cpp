@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include "policies/authentication_results.h"
 #include "proxy/extensions.h"
 #include "proxy/proxy_protocol.h"
 #include "proxy/spill_sink.h"
@@ -73,13 +74,12 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
   clientPort_ = remote.port();
   localPort_ = socket_.local_endpoint(ec).port();
   socket_.set_option(tcp::no_delay(true), ec);
-  context_.openSessions.fetch_add(1, std::memory_order_relaxed);
-  context_.totalSessions.fetch_add(1, std::memory_order_relaxed);
+  context_.metrics.sessionOpened();
 }
 
 SmtpSession::~SmtpSession() {
   releaseAdmission();
-  context_.openSessions.fetch_sub(1, std::memory_order_relaxed);
+  context_.metrics.sessionClosed();
 }
 
 asio::awaitable<void> SmtpSession::run() {
@@ -386,7 +386,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
   auto answer = co_await backend_->command(line);
   if (!answer) {
     policy_.onReset();
-    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    context_.metrics.backendError();
     co_return error("451 4.4.2 Error: lost connection to the mail server, try again later");
   }
   relay(*answer);
@@ -419,7 +419,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& comm
   auto answer = co_await backend_->command(line);
   if (!answer) {
     endTransaction();
-    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    context_.metrics.backendError();
     co_return error("451 4.4.2 Error: lost connection to the mail server, try again later");
   }
   relay(*answer);
@@ -491,9 +491,20 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     endTransaction();
     co_return Next::Continue;
   }
-  auto done = co_await backend_->sendMessage(traceHeader(), message);
+  // Our Authentication-Results goes on top; incoming ones claiming our
+  // authserv-id are forged (RFC 8601 section 5): only the header block is
+  // rewritten, the body goes from the spill buffer as it is.
+  std::string head = traceHeader() + std::string(policies::kAuthenticationResults) + ": " +
+                     policy_.authenticationResults() + "\r\n";
+  std::string_view rest = message;
+  auto cleaned = policies::withoutForgedAuthenticationResults(message, policy_.authservId());
+  if (cleaned.removed > 0) {
+    head += cleaned.headers;
+    rest = message.substr(cleaned.headerLength);
+  }
+  auto done = co_await backend_->sendMessage(head, rest);
   if (!done) {
-    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    context_.metrics.backendError();
     reply("451 4.4.2 Error: lost connection to the mail server during DATA, try again later");
     endTransaction();
     co_return Next::Continue;
@@ -506,8 +517,10 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
   // The backend has the message now. If the client never hears our 250 it
   // will send again: log that, so the admin can explain the duplicate.
   bool replyLost = !co_await flush();
-  context_.delivered.fetch_add(1, std::memory_order_relaxed);
-  context_.possibleDuplicates.fetch_add(replyLost ? 1 : 0, std::memory_order_relaxed);
+  context_.metrics.messageDelivered();
+  if (replyLost) {
+    context_.metrics.possibleDuplicate();
+  }
   logDelivery(v, queueIdFromReply(*done), replyLost);
   endTransaction();
   co_return replyLost ? Next::Close : Next::Continue;
@@ -583,7 +596,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   if (!co_await backend_->open(client)) {
     fmt::print(stderr, "smtpgate: session {}: backend: {}\n", policy_.session().id,
                backend_->lastError());
-    context_.backendErrors.fetch_add(1, std::memory_order_relaxed);
+    context_.metrics.backendError();
     co_return false;
   }
   context_.setBackendCapabilities(backend_->capabilities());

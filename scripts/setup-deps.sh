@@ -14,6 +14,11 @@ PACKAGES=(
   # real programs the integration tests and benchmarks start on loopback
   postfix swaks libnet-ssleay-perl libio-socket-inet6-perl unbound opendkim-tools redis-server
   procps python3 python3-yaml openssl
+  # DMARC's organizational domains (/usr/share/publicsuffix/public_suffix_list.dat)
+  publicsuffix
+  # smtpgate report's test renders the page in headless Chromium; sd_notify for
+  # Type=notify units; dpkg-shlibdeps (dpkg-dev) for the CPack .deb's dependencies
+  chromium fonts-dejavu-core libsystemd-dev dpkg-dev
 )
 
 SUDO=""

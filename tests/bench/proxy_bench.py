@@ -222,11 +222,45 @@ class Sink:
         children.stop(self.proc)
 
 
+class LocalDns:
+    """unbound on 127.0.0.1 that answers every name itself (a static root
+    zone: NXDOMAIN), so the contrib rules' DNS facts (DNSBL, PTR, SPF) cost a
+    real lookup on the first session and a warm-cache answer after that,
+    without the benchmark depending on, or querying, the internet."""
+
+    def __init__(self, children, workdir):
+        self.port = free_port()
+        config = os.path.join(workdir, "unbound.conf")
+        with open(config, "w") as f:
+            f.write("server:\n"
+                    "  interface: 127.0.0.1\n"
+                    f"  port: {self.port}\n"
+                    "  do-daemonize: no\n"
+                    '  chroot: ""\n'
+                    '  username: ""\n'
+                    f'  directory: "{workdir}"\n'
+                    '  pidfile: ""\n'
+                    "  use-syslog: no\n"
+                    "  do-not-query-localhost: no\n"
+                    '  local-zone: "." static\n')
+        self.err_path = os.path.join(workdir, "unbound.err")
+        with open(self.err_path, "wb") as err:
+            self.proc = children.add(subprocess.Popen(
+                [shutil.which("unbound") or "/usr/sbin/unbound", "-d", "-c", config],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, close_fds=True))
+        deadline = time.monotonic() + 10
+        while self.port not in listening_ports(self.proc.pid):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                with open(self.err_path, "rb") as f:
+                    raise BenchError(f"unbound did not start: {f.read().decode(errors='replace')}")
+            time.sleep(0.05)
+
+
 class Gate:
     """One `smtpgate proxy` with a generated config."""
 
     def __init__(self, children, smtpgate, workdir, name, sink_port, rules_glob, threads=0,
-                 proxy_keys=()):
+                 proxy_keys=(), dns_port=None):
         self.log_path = os.path.join(workdir, f"{name}-decisions.jsonl")
         self.err_path = os.path.join(workdir, f"{name}.err")
         for attempt in range(5):
@@ -245,7 +279,8 @@ class Gate:
                     f"files = [{json.dumps(rules_glob)}]\n"
                     'mode = "enforce"\n'
                     "[log]\n"
-                    f"decisions = {json.dumps(self.log_path)}\n")
+                    f"decisions = {json.dumps(self.log_path)}\n"
+                    + (f'[dns]\nservers = ["127.0.0.1:{dns_port}"]\n' if dns_port else ""))
             with open(self.err_path, "wb") as err:
                 self.proc = children.add(subprocess.Popen(
                     [smtpgate, "proxy", "-c", config]
@@ -396,7 +431,7 @@ def one_round(children, mode, scenario, count, sink, gate, reuse, timeout):
 
 
 def idle_sessions(children, smtpgate, workdir, sink, rules_glob, total, per_ip, threads,
-                  proxy_keys):
+                  proxy_keys, dns_port):
     """Opens `total` silent client connections to a fresh smtpgate; returns
     RSS figures. Source addresses 127.0.0.2, .3, ... take `per_ip` each."""
     need = total + 256
@@ -416,12 +451,12 @@ def idle_sessions(children, smtpgate, workdir, sink, rules_glob, total, per_ip, 
     key = f"max_connections = {total + 100}"
     try:
         gate = Gate(children, smtpgate, workdir, "idle", sink.port, rules_glob, threads,
-                    list(proxy_keys) + [key])
+                    list(proxy_keys) + [key], dns_port)
     except UnknownKey:
         key = None
         log("proxy_bench: this smtpgate has no [proxy] max_connections; its default applies")
         gate = Gate(children, smtpgate, workdir, "idle", sink.port, rules_glob, threads,
-                    proxy_keys)
+                    proxy_keys, dns_port)
     time.sleep(0.5)
     before = vm_rss_kib(gate.proc.pid)
     socks, refused, checkpoints = [], {}, []
@@ -626,9 +661,9 @@ def main():
     if args.scenarios:
         scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
 
-    for tool in ("smtp-source", "smtp-sink"):
+    for tool in ("smtp-source", "smtp-sink", "unbound"):
         if not (shutil.which(tool) or os.access(f"/usr/sbin/{tool}", os.X_OK)):
-            log(f"proxy_bench: SKIP: {tool} not installed (Debian package postfix)")
+            log(f"proxy_bench: SKIP: {tool} not installed (Debian packages postfix, unbound)")
             return SKIP
     smtpgate = find_smtpgate(args.smtpgate)
     if not smtpgate or not os.access(smtpgate, os.X_OK):
@@ -661,8 +696,9 @@ def main():
         rules_glob, dropped = prepare_rules(workdir, args.shipped_rules)
         meta["rules_glob"], meta["office_dropped"] = rules_glob, dropped
         sink = Sink(children, workdir)
+        dns = LocalDns(children, workdir)
         gate = Gate(children, smtpgate, workdir, "bench", sink.port, rules_glob, args.threads,
-                    args.proxy_set)
+                    args.proxy_set, dns.port)
         log(f"proxy_bench: smtp-sink on 127.0.0.1:{sink.port}, smtpgate on 127.0.0.1:{gate.port} "
             f"(pid {gate.proc.pid}), work dir {workdir}")
         run_timeout = 60 if args.quick else 300
@@ -696,7 +732,7 @@ def main():
         if idle_total > 0:
             log(f"proxy_bench: idle sessions: opening {idle_total}")
             idle = idle_sessions(children, smtpgate, workdir, sink, rules_glob, idle_total,
-                                 args.per_ip, args.threads, args.proxy_set)
+                                 args.per_ip, args.threads, args.proxy_set, dns.port)
             if idle["admitted"] == 0:
                 failed = True
                 log("proxy_bench: no idle session was admitted")

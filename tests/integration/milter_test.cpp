@@ -33,14 +33,6 @@ using json = nlohmann::json;
 
 constexpr auto kTimeout = 20s;
 
-#define SKIP_WITHOUT_POSTFIX()                                      \
-  do {                                                              \
-    if (!PostfixInstance::available()) {                            \
-      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
-      return;                                                       \
-    }                                                               \
-  } while (false)
-
 /// The rules every case loads: one refusal per stage, each with its own
 /// reply; the '%' in two of them checks smfi_setreply's escaping.
 constexpr const char* kRules = R"(

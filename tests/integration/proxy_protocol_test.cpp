@@ -42,9 +42,9 @@ SmtpgateOptions balancedOptions(const std::string& trusted) {
 /// The v2 binary header for a TCP4 client 198.51.100.7:40000 -> 192.0.2.25:25.
 std::string proxyV2Header() {
   std::string h("\r\n\r\n\0\r\nQUIT\n", 12);
-  h += '\x21';  // version 2, PROXY
-  h += '\x11';  // TCP over IPv4
-  h += std::string("\x00\x0c", 2);  // 12 address bytes follow
+  h += '\x21';                              // version 2, PROXY
+  h += '\x11';                              // TCP over IPv4
+  h += std::string("\x00\x0c", 2);          // 12 address bytes follow
   h += std::string("\xc6\x33\x64\x07", 4);  // 198.51.100.7
   h += std::string("\xc0\x00\x02\x19", 4);  // 192.0.2.25
   h += std::string("\x9c\x40\x00\x19", 4);  // ports 40000, 25
@@ -79,14 +79,6 @@ bool closedSilently(SmtpgateProcess& proxy, const std::string& firstBytes) {
   return closed && client.pending().empty();
 }
 
-#define SKIP_WITHOUT_POSTFIX()                                      \
-  do {                                                              \
-    if (!PostfixInstance::available()) {                            \
-      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
-      return;                                                       \
-    }                                                               \
-  } while (false)
-
 }  // namespace
 
 TEST_CASE("proxy protocol: the client named by a v1 or v2 header reaches rules, log and Postfix",
@@ -120,8 +112,8 @@ TEST_CASE("proxy protocol: the client named by a v1 or v2 header reaches rules, 
   // Postfix learned the client from XCLIENT: its queue line names it, while
   // every TCP connection it saw came from 127.0.0.1.
   std::string escaped = std::regex_replace(expectedIp, std::regex(R"([.])"), R"(\.)");
-  auto line = postfix.waitForLog(std::regex(R"(: client=\S*\[)" + escaped + R"(\])"),
-                                 deadlineIn(kTimeout));
+  auto line =
+      postfix.waitForLog(std::regex(R"(: client=\S*\[)" + escaped + R"(\])"), deadlineIn(kTimeout));
   CHECK(line.has_value());
   REQUIRE(postfix.sink().waitForMessages(1, deadlineIn(kTimeout)));
 

@@ -2,9 +2,10 @@
 /// private Postfix (which relays to its smtp-sink), driven by swaks and by the
 /// exact-bytes SmtpClient. Proves the proxy issue's "Done when" list:
 /// delivery with the backend's queue id, a rule refusal at every stage that
-/// the backend never sees, Postfix's own refusals relayed, XCLIENT, STARTTLS,
-/// pipelining, backend down, SMTP smuggling, and plaintext injected after
-/// STARTTLS.
+/// the backend never sees, Postfix's own refusals relayed (an unknown user;
+/// a refused DATA, after which the backend must be reset), XCLIENT,
+/// STARTTLS, pipelining, backend down, SMTP smuggling, and plaintext
+/// injected after STARTTLS.
 ///
 /// How a negative is proved without sleeping: Postfix writes one
 /// "disconnect from ... ehlo=2 xclient=1 mail=1 rcpt=1 data=1 quit=1" line per
@@ -43,14 +44,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 constexpr auto kTimeout = 20s;
-
-#define SKIP_WITHOUT_POSTFIX()                                      \
-  do {                                                              \
-    if (!PostfixInstance::available()) {                            \
-      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
-      return;                                                       \
-    }                                                               \
-  } while (false)
 
 /// One rule per stage, each fired by an input no other test uses. The
 /// replies are the configured ones the client must hear verbatim.
@@ -177,6 +170,16 @@ void connectAndGreet(SmtpClient& client, const SmtpgateProcess& proxy, const std
   REQUIRE(client.command("EHLO " + helo, deadline).code == 250);
 }
 
+/// Who refused, per the decision log: exactly one reject at `stage`, by `rule`.
+json refusedBy(const SmtpgateProcess& proxy, const std::string& stage, const std::string& rule) {
+  auto records = waitForDecisions(proxy, [&](const json& r) {
+    return r.value("stage", "") == stage && r.value("action", "") == "reject";
+  });
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].value("rule", "") == rule);
+  return records[0];
+}
+
 /// A minimal TLS-capable SMTP client over a blocking socket, for the one
 /// test that must send plaintext after STARTTLS and then really do TLS.
 class TlsSmtpClient {
@@ -278,128 +281,140 @@ TEST_CASE("proxy: a clean message reaches Postfix and the client hears its queue
   CHECK(delivered[0].value("sender", "") == "sender@example.org");
 }
 
-TEST_CASE(
-    "proxy: a rule refusal at each stage gives the configured reply and never reaches Postfix",
-    "[proxy]") {
+TEST_CASE("proxy: a rule refusal at connect gives the configured reply and never reaches Postfix",
+          "[proxy][refusal]") {
   SKIP_WITHOUT_POSTFIX();
   ProxiedPostfix gate(withRules(kStageRules));
   PostfixInstance& postfix = gate.postfix();
   SmtpgateProcess& proxy = gate.proxy();
   auto deadline = deadlineIn(kTimeout);
-  auto refusedBy = [&](const std::string& stage, const std::string& rule) {
-    auto records = waitForDecisions(proxy, [&](const json& r) {
-      return r.value("stage", "") == stage && r.value("action", "") == "reject";
-    });
-    REQUIRE(records.size() == 1);
-    CHECK(records[0].value("rule", "") == rule);
-    return records[0];
-  };
+  // The backend connection is opened at the first MAIL, so a client refused
+  // at connect must never cause an smtpd session; a clean session after it
+  // proves Postfix's log is current when it is read.
+  SwaksResult refused = swaks(
+      {"--server", proxy.server(), "--local-interface", "127.0.0.3", "--to", "user@example.com"});
+  INFO(refused.transcript);
+  CHECK(refused.exitCode != 0);
+  CHECK_THAT(refused.transcript, Catch::Contains("<** 554 5.7.1 127.0.0.3 is not welcome here"));
+  CHECK(refusedBy(proxy, "connect", "conn-block").value("client_ip", "") == "127.0.0.3");
 
-  SECTION("connect") {
-    // The backend connection is opened at the first MAIL, so a client refused
-    // at connect must never cause an smtpd session; a clean session after it
-    // proves Postfix's log is current when it is read.
-    SwaksResult refused = swaks(
-        {"--server", proxy.server(), "--local-interface", "127.0.0.3", "--to", "user@example.com"});
-    INFO(refused.transcript);
-    CHECK(refused.exitCode != 0);
-    CHECK_THAT(refused.transcript, Catch::Contains("<** 554 5.7.1 127.0.0.3 is not welcome here"));
-    CHECK(refusedBy("connect", "conn-block").value("client_ip", "") == "127.0.0.3");
+  SwaksResult clean = swaks({"--server", proxy.server(), "--to", "user@example.com"});
+  INFO(clean.transcript);
+  REQUIRE(clean.exitCode == 0);
+  auto sessions = waitForProxiedSessions(postfix, 1);
+  REQUIRE(sessions.size() == 1);
+  CHECK(postfix.logLines(std::regex("127\\.0\\.0\\.3")).empty());
+  CHECK(postfix.sink().waitForMessages(1, deadline));
+}
 
-    SwaksResult clean = swaks({"--server", proxy.server(), "--to", "user@example.com"});
-    INFO(clean.transcript);
-    REQUIRE(clean.exitCode == 0);
-    auto sessions = waitForProxiedSessions(postfix, 1);
-    REQUIRE(sessions.size() == 1);
-    CHECK(postfix.logLines(std::regex("127\\.0\\.0\\.3")).empty());
-    CHECK(postfix.sink().waitForMessages(1, deadline));
-  }
+TEST_CASE("proxy: a rule refusal at helo gives the configured reply and never reaches Postfix",
+          "[proxy][refusal]") {
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate(withRules(kStageRules));
+  PostfixInstance& postfix = gate.postfix();
+  SmtpgateProcess& proxy = gate.proxy();
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  client.connect(proxy.host(), proxy.port(), deadline);
+  REQUIRE(client.readBanner(deadline).code == 220);
+  SmtpReply helo = client.command("EHLO refused.helo.test", deadline);
+  CHECK(helo.raw == "550 5.7.1 That HELO name is refused\r\n");
+  refusedBy(proxy, "helo", "bad-helo");
+  // The refused name is not the session's: MAIL still needs a HELO.
+  CHECK(client.command("MAIL FROM:<sender@example.org>", deadline).code == 503);
+  REQUIRE(client.command("EHLO good.helo.test", deadline).code == 250);
+  CHECK(sendMessage(client, "sender@example.org", "user@example.com",
+                    "Subject: after a refused HELO\r\n\r\nhi\r\n.\r\n", deadline)
+            .code == 250);
+  CHECK(client.command("QUIT", deadline).code == 221);
 
-  SECTION("helo") {
-    SmtpClient client;
-    client.connect(proxy.host(), proxy.port(), deadline);
-    REQUIRE(client.readBanner(deadline).code == 220);
-    SmtpReply helo = client.command("EHLO refused.helo.test", deadline);
-    CHECK(helo.raw == "550 5.7.1 That HELO name is refused\r\n");
-    refusedBy("helo", "bad-helo");
-    // The refused name is not the session's: MAIL still needs a HELO.
-    CHECK(client.command("MAIL FROM:<sender@example.org>", deadline).code == 503);
-    REQUIRE(client.command("EHLO good.helo.test", deadline).code == 250);
-    CHECK(sendMessage(client, "sender@example.org", "user@example.com",
-                      "Subject: after a refused HELO\r\n\r\nhi\r\n.\r\n", deadline)
-              .code == 250);
-    CHECK(client.command("QUIT", deadline).code == 221);
+  auto sessions = waitForProxiedSessions(postfix, 1);
+  REQUIRE(sessions.size() == 1);
+  CHECK(postfix.logLines(std::regex("refused\\.helo\\.test")).empty());
+  REQUIRE(postfix.sink().waitForMessages(1, deadline));
+  CHECK_THAT(postfix.sink().messages()[0].data, Catch::Contains("from good.helo.test ("));
+}
 
-    auto sessions = waitForProxiedSessions(postfix, 1);
-    REQUIRE(sessions.size() == 1);
-    CHECK(postfix.logLines(std::regex("refused\\.helo\\.test")).empty());
-    REQUIRE(postfix.sink().waitForMessages(1, deadline));
-    CHECK_THAT(postfix.sink().messages()[0].data, Catch::Contains("from good.helo.test ("));
-  }
+TEST_CASE("proxy: a rule refusal at mail gives the configured reply and never reaches Postfix",
+          "[proxy][refusal]") {
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate(withRules(kStageRules));
+  PostfixInstance& postfix = gate.postfix();
+  SmtpgateProcess& proxy = gate.proxy();
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, proxy, "client.test", deadline);
+  SmtpReply mail = client.command("MAIL FROM:<blocked@spam.test>", deadline);
+  CHECK(mail.raw == "550 5.7.1 Sender <blocked@spam.test> refused\r\n");
+  refusedBy(proxy, "mail", "bad-sender");
+  CHECK(sendMessage(client, "sender@example.org", "user@example.com",
+                    "Subject: after a refused MAIL\r\n\r\nhi\r\n.\r\n", deadline)
+            .code == 250);
+  CHECK(client.command("QUIT", deadline).code == 221);
 
-  SECTION("mail") {
-    SmtpClient client;
-    connectAndGreet(client, proxy, "client.test", deadline);
-    SmtpReply mail = client.command("MAIL FROM:<blocked@spam.test>", deadline);
-    CHECK(mail.raw == "550 5.7.1 Sender <blocked@spam.test> refused\r\n");
-    refusedBy("mail", "bad-sender");
-    CHECK(sendMessage(client, "sender@example.org", "user@example.com",
-                      "Subject: after a refused MAIL\r\n\r\nhi\r\n.\r\n", deadline)
-              .code == 250);
-    CHECK(client.command("QUIT", deadline).code == 221);
+  auto sessions = waitForProxiedSessions(postfix, 1);
+  REQUIRE(sessions.size() == 1);
+  INFO(sessions[0]);
+  CHECK(commandCount(sessions[0], "mail") == 1);  // only the clean MAIL
+  CHECK(postfix.logLines(std::regex("blocked@spam\\.test")).empty());
+}
 
-    auto sessions = waitForProxiedSessions(postfix, 1);
-    REQUIRE(sessions.size() == 1);
-    INFO(sessions[0]);
-    CHECK(commandCount(sessions[0], "mail") == 1);  // only the clean MAIL
-    CHECK(postfix.logLines(std::regex("blocked@spam\\.test")).empty());
-  }
+TEST_CASE("proxy: a rule refusal at rcpt gives the configured reply and never reaches Postfix",
+          "[proxy][refusal]") {
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate(withRules(kStageRules));
+  PostfixInstance& postfix = gate.postfix();
+  SmtpgateProcess& proxy = gate.proxy();
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, proxy, "client.test", deadline);
+  REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+  SmtpReply rcpt = client.command("RCPT TO:<refused@example.com>", deadline);
+  CHECK(rcpt.raw == "550 5.7.1 <refused@example.com>: refused by rule\r\n");
+  refusedBy(proxy, "rcpt", "bad-rcpt");
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  client.send("Subject: one refused recipient\r\n\r\nhi\r\n.\r\n");
+  CHECK(client.readReply(deadline).code == 250);
+  CHECK(client.command("QUIT", deadline).code == 221);
 
-  SECTION("rcpt") {
-    SmtpClient client;
-    connectAndGreet(client, proxy, "client.test", deadline);
-    REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
-    SmtpReply rcpt = client.command("RCPT TO:<refused@example.com>", deadline);
-    CHECK(rcpt.raw == "550 5.7.1 <refused@example.com>: refused by rule\r\n");
-    refusedBy("rcpt", "bad-rcpt");
-    REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
-    REQUIRE(client.command("DATA", deadline).code == 354);
-    client.send("Subject: one refused recipient\r\n\r\nhi\r\n.\r\n");
-    CHECK(client.readReply(deadline).code == 250);
-    CHECK(client.command("QUIT", deadline).code == 221);
+  auto sessions = waitForProxiedSessions(postfix, 1);
+  REQUIRE(sessions.size() == 1);
+  INFO(sessions[0]);
+  CHECK(commandCount(sessions[0], "rcpt") == 1);  // only user@example.com
+  CHECK(postfix.logLines(std::regex("refused@example\\.com")).empty());
+  REQUIRE(postfix.sink().waitForMessages(1, deadline));
+  CHECK(postfix.sink().messages()[0].recipients == std::vector<std::string>{"user@example.com"});
+}
 
-    auto sessions = waitForProxiedSessions(postfix, 1);
-    REQUIRE(sessions.size() == 1);
-    INFO(sessions[0]);
-    CHECK(commandCount(sessions[0], "rcpt") == 1);  // only user@example.com
-    CHECK(postfix.logLines(std::regex("refused@example\\.com")).empty());
-    REQUIRE(postfix.sink().waitForMessages(1, deadline));
-    CHECK(postfix.sink().messages()[0].recipients == std::vector<std::string>{"user@example.com"});
-  }
+TEST_CASE("proxy: a rule refusal at data gives the configured reply and never reaches Postfix",
+          "[proxy][refusal]") {
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate(withRules(kStageRules));
+  PostfixInstance& postfix = gate.postfix();
+  SmtpgateProcess& proxy = gate.proxy();
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, proxy, "client.test", deadline);
+  SmtpReply refused = sendMessage(client, "sender@example.org", "user@example.com",
+                                  "Subject: please REFUSE-ME\r\n\r\nspam\r\n.\r\n", deadline);
+  CHECK(refused.raw == "550 5.7.1 Message refused by rule bad-subject\r\n");
+  refusedBy(proxy, "data", "bad-subject");
+  CHECK(sendMessage(client, "sender@example.org", "user@example.com",
+                    "Subject: a clean one\r\n\r\nham\r\n.\r\n", deadline)
+            .code == 250);
+  CHECK(client.command("QUIT", deadline).code == 221);
 
-  SECTION("data") {
-    SmtpClient client;
-    connectAndGreet(client, proxy, "client.test", deadline);
-    SmtpReply refused = sendMessage(client, "sender@example.org", "user@example.com",
-                                    "Subject: please REFUSE-ME\r\n\r\nspam\r\n.\r\n", deadline);
-    CHECK(refused.raw == "550 5.7.1 Message refused by rule bad-subject\r\n");
-    refusedBy("data", "bad-subject");
-    CHECK(sendMessage(client, "sender@example.org", "user@example.com",
-                      "Subject: a clean one\r\n\r\nham\r\n.\r\n", deadline)
-              .code == 250);
-    CHECK(client.command("QUIT", deadline).code == 221);
-
-    auto sessions = waitForProxiedSessions(postfix, 1);
-    REQUIRE(sessions.size() == 1);
-    INFO(sessions[0]);
-    // Postfix saw both MAILs but DATA only for the clean message.
-    CHECK(commandCount(sessions[0], "mail") == 2);
-    CHECK(commandCount(sessions[0], "data") == 1);
-    REQUIRE(postfix.sink().waitForMessages(1, deadline));
-    auto messages = postfix.sink().messages();
-    REQUIRE(messages.size() == 1);
-    CHECK_THAT(messages[0].data, Catch::Contains("Subject: a clean one"));
-  }
+  auto sessions = waitForProxiedSessions(postfix, 1);
+  REQUIRE(sessions.size() == 1);
+  INFO(sessions[0]);
+  // Postfix saw both MAILs but DATA only for the clean message.
+  CHECK(commandCount(sessions[0], "mail") == 2);
+  CHECK(commandCount(sessions[0], "data") == 1);
+  REQUIRE(postfix.sink().waitForMessages(1, deadline));
+  auto messages = postfix.sink().messages();
+  REQUIRE(messages.size() == 1);
+  CHECK_THAT(messages[0].data, Catch::Contains("Subject: a clean one"));
 }
 
 TEST_CASE("proxy: Postfix's own refusal of an unknown recipient is relayed", "[proxy]") {
@@ -420,6 +435,42 @@ TEST_CASE("proxy: Postfix's own refusal of an unknown recipient is relayed", "[p
       deadlineIn(kTimeout)));
   CHECK(gate.proxy().decisionLines().empty());  // no rule decided anything
   CHECK(gate.postfix().sink().messageCount() == 0);
+}
+
+TEST_CASE("proxy: after Postfix refuses DATA, the next transaction starts clean", "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  PostfixOptions postfixOptions = backendOptions();
+  // Postfix refuses DATA itself for this one sender and keeps the envelope:
+  // the proxy must reset the backend before the client's next MAIL.
+  postfixOptions.mainCf = {
+      {"smtpd_data_restrictions", "check_sender_access inline:{{nodata@example.org=REJECT}}"}};
+  ProxiedPostfix gate({}, postfixOptions);
+  auto deadline = deadlineIn(kTimeout);
+
+  SmtpClient client;
+  connectAndGreet(client, gate.proxy(), "client.test", deadline);
+  REQUIRE(client.command("MAIL FROM:<nodata@example.org>", deadline).code == 250);
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  // The proxy answers 354 itself and gives Postfix DATA only with the whole
+  // message in hand, so Postfix's refusal of DATA answers the final dot.
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  client.send("Subject: refused by Postfix\r\n\r\nhi\r\n.\r\n");
+  SmtpReply refused = client.readReply(deadline);
+  CHECK(refused.code == 554);
+  CHECK_THAT(refused.text(), Catch::Contains("<nodata@example.org>: Sender address rejected"));
+  // No RSET from the client: the refusal ended the transaction for the
+  // proxy, so it must have ended it at the backend too.
+  SmtpReply mail = client.command("MAIL FROM:<sender@example.org>", deadline);
+  INFO(mail.raw);
+  CHECK(mail.code == 250);
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  client.send("Subject: after a refused DATA\r\n\r\nhi\r\n.\r\n");
+  CHECK_FALSE(queuedAs(client.readReply(deadline).raw).empty());
+  CHECK(client.command("QUIT", deadline).code == 221);
+
+  REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
+  CHECK(gate.postfix().sink().messages()[0].sender == "sender@example.org");
 }
 
 TEST_CASE("proxy: Postfix logs the original client address it got by XCLIENT", "[proxy]") {

@@ -25,15 +25,6 @@ using namespace std::chrono_literals;
 
 constexpr auto kTimeout = 20s;
 
-/// Postfix needs root; say so instead of failing where it cannot run.
-#define SKIP_WITHOUT_POSTFIX()                                      \
-  do {                                                              \
-    if (!PostfixInstance::available()) {                            \
-      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
-      return;                                                       \
-    }                                                               \
-  } while (false)
-
 std::string server(const std::string& host, std::uint16_t port) {
   return host + ":" + std::to_string(port);
 }

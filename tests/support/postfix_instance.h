@@ -133,3 +133,13 @@ class PostfixInstance {
 };
 
 }  // namespace smtpgate::testing
+
+/// In a Catch2 test case: WARN and return when Postfix cannot run here
+/// (PostfixInstance::available() is false: not root, or no Postfix).
+#define SKIP_WITHOUT_POSTFIX()                                      \
+  do {                                                              \
+    if (!::smtpgate::testing::PostfixInstance::available()) {       \
+      WARN("skipped: needs root, /usr/sbin/postfix and smtp-sink"); \
+      return;                                                       \
+    }                                                               \
+  } while (false)

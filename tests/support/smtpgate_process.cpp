@@ -1,5 +1,7 @@
 #include "tests/support/smtpgate_process.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -63,8 +65,14 @@ std::vector<std::string> SmtpgateProcess::decisionLines() const {
   return lines;
 }
 
+void SmtpgateProcess::reload() {
+  if (process_ && process_->running()) {
+    ::kill(process_->pid(), SIGHUP);
+  }
+}
+
 void SmtpgateProcess::writeFiles() const {
-  std::string rulesPath = dir_.file("test.rules");
+  std::string rulesPath = this->rulesPath();
   writeFile(rulesPath, options_.rules);
   std::string config = "# written by smtpgate's SmtpgateProcess (tests/support)\n[proxy]\n";
   config += "listen = [" + tomlString(server()) + "]\n";

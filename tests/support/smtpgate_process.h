@@ -68,6 +68,10 @@ class SmtpgateProcess {
   std::string server() const;
 
   std::string configPath() const { return dir_.file("smtpgate.toml"); }
+  /// The one rule file; rewrite it and call reload() to change the rules.
+  std::string rulesPath() const { return dir_.file("test.rules"); }
+  /// SIGHUP: the proxy reloads config, rules and lists.
+  void reload();
   std::string decisionLogPath() const { return dir_.file("decisions.jsonl"); }
   /// The decision log's lines so far (one JSON object each).
   std::vector<std::string> decisionLines() const;

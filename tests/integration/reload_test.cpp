@@ -1,0 +1,147 @@
+/// reload_test — "I changed a rule: is it live?" A rule file changes while a
+/// session is open and the proxy gets SIGHUP: new sessions use the new rule,
+/// the open session finishes on the rules it started with; a broken rule file
+/// is refused with its diagnostics, the old rules stay, and the Prometheus
+/// endpoint shows the reload and the failure.
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <regex>
+#include <string>
+
+#include "tests/support/process.h"
+#include "tests/support/smtp_client.h"
+#include "tests/support/smtp_sink.h"
+#include "tests/support/smtpgate_process.h"
+
+namespace smtpgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kTimeout = 20s;
+
+constexpr const char* kOldRules =
+    "rule old on rcpt when rcpt == \"a@example.com\" then reject \"550 5.7.1 refused by the old "
+    "rule\"\n";
+constexpr const char* kNewRules =
+    "rule new on rcpt when rcpt == \"b@example.com\" then reject \"550 5.7.1 refused by the new "
+    "rule\"\n";
+constexpr const char* kBrokenRules = "rule broken on rcpt when rcpt ~ /unterminated then reject\n";
+
+std::string scrape(std::uint16_t port) {
+  CommandResult r = runCommand(
+      {"curl", "-sS", "--max-time", "5", "http://127.0.0.1:" + std::to_string(port) + "/metrics"},
+      10s);
+  return r.exitCode == 0 ? r.output : std::string();
+}
+
+/// Waits until the exposition has a line matching `pattern`; returns it (or "").
+std::string waitForMetric(std::uint16_t port, const std::string& pattern) {
+  std::regex re(pattern);
+  std::string found;
+  waitFor(
+      [&] {
+        std::string text = scrape(port);
+        std::smatch m;
+        if (std::regex_search(text, m, re)) {
+          found = m.str();
+          return true;
+        }
+        return false;
+      },
+      deadlineIn(kTimeout));
+  return found;
+}
+
+/// EHLO and MAIL on a fresh session.
+void startTransaction(SmtpClient& client, const SmtpgateProcess& proxy, Deadline deadline) {
+  client.connect(proxy.host(), proxy.port(), deadline);
+  REQUIRE(client.readBanner(deadline).code == 220);
+  REQUIRE(client.command("EHLO reload.client.test", deadline).code == 250);
+  REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+}
+
+}  // namespace
+
+TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken sets are refused",
+          "[proxy][reload][metrics]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: smtp-sink needs root here");
+    return;
+  }
+  SmtpSink sink;
+  sink.start();
+  const std::uint16_t metricsPort = freePort();
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = sink.host() + ":" + std::to_string(sink.port());
+  options.rules = kOldRules;
+  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  auto deadline = deadlineIn(kTimeout);
+
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
+
+  SmtpClient before;  // opened under the old rules
+  startTransaction(before, proxy, deadline);
+
+  writeFile(proxy.rulesPath(), kNewRules);
+  proxy.reload();
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+
+  SECTION("the open session finishes on the old rules") {
+    SmtpReply a = before.command("RCPT TO:<a@example.com>", deadline);
+    CHECK(a.code == 550);
+    CHECK_THAT(a.text(), Catch::Contains("refused by the old rule"));
+    CHECK(before.command("RCPT TO:<b@example.com>", deadline).code == 250);
+  }
+  SECTION("a new session uses the new rules") {
+    SmtpClient after;
+    startTransaction(after, proxy, deadline);
+    CHECK(after.command("RCPT TO:<a@example.com>", deadline).code == 250);
+    SmtpReply b = after.command("RCPT TO:<b@example.com>", deadline);
+    CHECK(b.code == 550);
+    CHECK_THAT(b.text(), Catch::Contains("refused by the new rule"));
+    CHECK_FALSE(
+        waitForMetric(metricsPort, R"(smtpgate_verdicts_total\{[^}]*rule="new"\} 1)").empty());
+  }
+  SECTION("a broken rule file is refused and the new rules stay") {
+    writeFile(proxy.rulesPath(), kBrokenRules);
+    proxy.reload();
+    REQUIRE_FALSE(
+        waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+    CHECK_THAT(proxy.log(), Catch::Contains("test.rules:1:") &&
+                                Catch::Contains("reload failed, keeping the current rules"));
+    SmtpClient later;
+    startTransaction(later, proxy, deadline);
+    SmtpReply b = later.command("RCPT TO:<b@example.com>", deadline);
+    CHECK(b.code == 550);
+    CHECK_THAT(b.text(), Catch::Contains("refused by the new rule"));
+  }
+}
+
+TEST_CASE("metrics: the endpoint answers only GET /metrics", "[proxy][metrics]") {
+  const std::uint16_t metricsPort = freePort();
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = "127.0.0.1:" + std::to_string(freePort());  // never reached
+  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  REQUIRE_FALSE(waitForMetric(metricsPort, R"(smtpgate_build_info\{version="[^"]+"\} 1)").empty());
+  std::string text = scrape(metricsPort);
+  CHECK_THAT(text, Catch::Contains("# TYPE smtpgate_dns_query_seconds histogram") &&
+                       Catch::Contains("smtpgate_sessions_open 0"));
+  CommandResult other = runCommand({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "http://127.0.0.1:" + std::to_string(metricsPort) + "/"},
+                                   10s);
+  CHECK(other.output == "404");
+}
+
+}  // namespace smtpgate::testing
