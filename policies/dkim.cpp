@@ -9,6 +9,7 @@
 #include <set>
 
 #include "policies/opendkim.h"
+#include "rules/ascii.h"
 
 namespace smtpgate::policies {
 
@@ -16,21 +17,14 @@ namespace {
 
 using Clock = DnsResolver::Clock;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::string text(const unsigned char* s) {
   return s != nullptr ? std::string(reinterpret_cast<const char*>(s)) : std::string();
 }
 
 /// The key record's DNS name for a signature ("sel._domainkey.example.com").
 std::string keyName(DKIM_SIGINFO* sig) {
-  return lower(text(dkim_sig_getselector(sig))) + "._domainkey." +
-         lower(text(dkim_sig_getdomain(sig)));
+  return rules::asciiLower(text(dkim_sig_getselector(sig))) + "._domainkey." +
+         rules::asciiLower(text(dkim_sig_getdomain(sig)));
 }
 
 struct KeyAnswer {
@@ -223,7 +217,7 @@ HeaderCounts countHeaders(std::string_view raw) {
         while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) {
           name.remove_suffix(1);
         }
-        const std::string n = lower(name);
+        const std::string n = rules::asciiLower(name);
         counts.from += n == "from" ? 1 : 0;
         counts.signatures += n == "dkim-signature" ? 1 : 0;
       }
@@ -354,7 +348,7 @@ bool isSyntaxError(int error) {
 
 DkimSignature describe(DKIM* dkim, DKIM_SIGINFO* sig, const VerifyContext& ctx) {
   DkimSignature s;
-  s.domain = lower(text(dkim_sig_getdomain(sig)));
+  s.domain = rules::asciiLower(text(dkim_sig_getdomain(sig)));
   s.selector = text(dkim_sig_getselector(sig));
   s.algorithm = algorithmName(sig);
   dkim_canon_t hc = DKIM_CANON_UNKNOWN;

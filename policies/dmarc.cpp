@@ -5,16 +5,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "rules/ascii.h"
+
 namespace smtpgate::policies {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
@@ -31,7 +26,7 @@ std::string normalDomain(std::string_view d) {
   while (!d.empty() && d.back() == '.') {
     d.remove_suffix(1);
   }
-  return lower(d);
+  return rules::asciiLower(d);
 }
 
 /// `value` without RFC 5322 comments (nested, quoted-pairs respected), and
@@ -98,7 +93,7 @@ struct Record {
 
 bool isDmarcRecord(std::string_view text) {
   text = trim(text);
-  if (text.size() < 8 || lower(text.substr(0, 1)) != "v") {
+  if (text.size() < 8 || rules::asciiLower(text.substr(0, 1)) != "v") {
     return false;
   }
   text.remove_prefix(1);
@@ -113,7 +108,7 @@ bool isDmarcRecord(std::string_view text) {
 }
 
 bool parsePolicy(std::string_view v, DmarcPolicy& out) {
-  const std::string l = lower(trim(v));
+  const std::string l = rules::asciiLower(trim(v));
   if (l == "none") {
     out = DmarcPolicy::None;
   } else if (l == "quarantine") {
@@ -134,16 +129,16 @@ Record parseRecord(std::string_view text) {
     std::string_view tag = trim(text.substr(pos, end == text.npos ? text.npos : end - pos));
     const std::size_t eq = tag.find('=');
     if (eq != std::string_view::npos) {
-      const std::string name = lower(trim(tag.substr(0, eq)));
+      const std::string name = rules::asciiLower(trim(tag.substr(0, eq)));
       const std::string_view value = trim(tag.substr(eq + 1));
       if (name == "p") {
         r.pValid = parsePolicy(value, r.p);
       } else if (name == "sp") {
         r.hasSp = parsePolicy(value, r.sp);
       } else if (name == "adkim") {
-        r.strictDkim = lower(value) == "s";
+        r.strictDkim = rules::asciiLower(value) == "s";
       } else if (name == "aspf") {
-        r.strictSpf = lower(value) == "s";
+        r.strictSpf = rules::asciiLower(value) == "s";
       } else if (name == "pct") {
         int pct = 0;
         bool digits = !value.empty() && value.size() <= 3;
@@ -203,11 +198,11 @@ PublicSuffixList PublicSuffixList::parse(std::string_view text) {
       continue;
     }
     if (line.starts_with("!")) {
-      list.exceptions_.insert(lower(line.substr(1)));
+      list.exceptions_.insert(rules::asciiLower(line.substr(1)));
     } else if (line.starts_with("*.")) {
-      list.wildcards_.insert(lower(line.substr(2)));
+      list.wildcards_.insert(rules::asciiLower(line.substr(2)));
     } else {
-      list.rules_.insert(lower(line));
+      list.rules_.insert(rules::asciiLower(line));
     }
   }
   return list;

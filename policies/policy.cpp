@@ -1,6 +1,7 @@
 #include "policies/policy.h"
 
 #include "policies/dnsbl_list.h"
+#include "rules/ascii.h"
 
 #include <unistd.h>
 
@@ -21,17 +22,10 @@ using rules::Unavailable;
 /// Why a DNS-based fact has no value (shown by check and the log).
 const Unavailable kNoResolver{"needs DNS; no resolver configured"};
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 /// The domain of an address ("a@Example.COM" -> "example.com"), empty if none.
 std::string domainOf(std::string_view address) {
   auto at = address.rfind('@');
-  return at == std::string_view::npos ? std::string() : lower(address.substr(at + 1));
+  return at == std::string_view::npos ? std::string() : rules::asciiLower(address.substr(at + 1));
 }
 
 std::string formatScore(double score) {

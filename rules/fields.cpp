@@ -4,6 +4,8 @@
 #include <array>
 #include <cctype>
 
+#include "rules/ascii.h"
+
 namespace smtpgate::rules {
 
 namespace {
@@ -125,13 +127,6 @@ const std::array kFields = {
     FieldInfo{Score, "score", Number, Stage::Data, false, {}, "the transaction's score so far"},
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 bool isHeaderNameChar(unsigned char c) {
   // RFC 5322 field-name: printable US-ASCII except ':'.
   return c > 32 && c < 127 && c != ':';
@@ -157,13 +152,13 @@ const FieldInfo& fieldInfo(FieldId id) {
 std::optional<FieldRef> lookupField(std::string_view name) {
   constexpr std::string_view kHeaderPrefix = "header.";
   if (name.size() > kHeaderPrefix.size() &&
-      lower(name.substr(0, kHeaderPrefix.size())) == kHeaderPrefix) {
+      asciiLower(name.substr(0, kHeaderPrefix.size())) == kHeaderPrefix) {
     std::string_view header = name.substr(kHeaderPrefix.size());
     if (!std::all_of(header.begin(), header.end(),
                      [](char c) { return isHeaderNameChar(static_cast<unsigned char>(c)); })) {
       return std::nullopt;
     }
-    return FieldRef{&fieldInfo(FieldId::Header), lower(header)};
+    return FieldRef{&fieldInfo(FieldId::Header), asciiLower(header)};
   }
   for (const auto& f : kFields) {
     if (f.id != FieldId::Header && f.name == name) {

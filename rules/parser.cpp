@@ -7,16 +7,11 @@
 #include <charconv>
 #include <cmath>
 
+#include "rules/ascii.h"
+
 namespace smtpgate::rules {
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::optional<double> parseNumber(std::string_view s) {
   double v = 0;
@@ -47,7 +42,7 @@ std::string joinWords(std::span<const std::string_view> words) {
 
 /// The error for a word that is not one of an AuthResult field's results, if it is not.
 std::optional<std::string> resultWordError(const FieldInfo& info, std::string_view text) {
-  std::string word = lower(text);
+  std::string word = asciiLower(text);
   if (std::find(info.words.begin(), info.words.end(), word) != info.words.end()) {
     return std::nullopt;
   }
@@ -736,12 +731,12 @@ bool LineParser::parseCompareLiteral(Condition& leaf, const Token& value) {
         error(value.column, *message);
         return false;
       }
-      leaf.literal = lower(value.text);
+      leaf.literal = asciiLower(value.text);
       return true;
     }
     case FieldType::Text:
     case FieldType::TextList:
-      leaf.literal = lower(value.text);
+      leaf.literal = asciiLower(value.text);
       return true;
   }
   return true;
@@ -767,7 +762,7 @@ bool LineParser::parseSet(Condition& leaf) {
         error(item.column, *message);  // a misspelt result would silently never match
       }
     }
-    leaf.set.push_back(lower(item.text));
+    leaf.set.push_back(asciiLower(item.text));
     Token sep = take();
     if (sep.kind == TokenKind::RBrace) {
       return true;

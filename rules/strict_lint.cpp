@@ -11,6 +11,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "rules/ascii.h"
 #include "rules/condition.h"
 
 namespace smtpgate::rules {
@@ -22,14 +23,6 @@ ListPtr ListRecorder::build(ListKind kind, std::string_view name,
 }
 
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
 
 std::string lineRef(const SourceLocation& w, const SourceLocation& from) {
   return w.file == from.file ? "line " + std::to_string(w.line)
@@ -584,7 +577,7 @@ void checkCidrList(const std::string& name, const std::vector<ListEntry>& entrie
 }
 
 std::string canonicalDomain(std::string_view text) {
-  std::string d = lower(text);
+  std::string d = asciiLower(text);
   if (d.size() > 2 && d.compare(0, 2, "*.") == 0) {
     d.erase(0, 2);
   }
@@ -644,7 +637,7 @@ void checkStringList(const std::string& name, const std::vector<ListEntry>& entr
   }
   std::unordered_map<std::string, const ListEntry*> first;
   for (const auto& e : entries) {
-    auto [it, inserted] = first.try_emplace(lower(e.text), &e);
+    auto [it, inserted] = first.try_emplace(asciiLower(e.text), &e);
     if (!inserted) {
       warnEntry(diags, e, name,
                 "duplicate of '" + it->second->text + "' at " +

@@ -23,6 +23,7 @@ if [ "${SMTPGATE_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan+UBSan) =="
   build build-asan -DCMAKE_BUILD_TYPE=Debug -DSMTPGATE_SANITIZE=ON
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions="$PWD/tests/sanitizers/lsan.supp" \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -E '^bench:' || status=1
 fi
 
