@@ -3,7 +3,8 @@
 /// (STYLE.md G8): the settings (immutable), the current RuleSet snapshot
 /// (swapped whole on reload; a session keeps the one it started with), the
 /// backend's last known capabilities, the decision log, the per-client
-/// connection counts, and atomic counters. Thread-safe.
+/// connection counts, the worker pool for stages that may block on DNS, and
+/// the process's metrics. Thread-safe.
 
 #include <atomic>
 #include <chrono>
