@@ -29,9 +29,7 @@ std::string xforwardCommand(const XclientFields& client) {
 }  // namespace
 
 BackendClient::BackendClient(asio::any_io_executor executor, BackendOptions options)
-    : options_(std::move(options)),
-      socket_(executor),
-      watchdog_(executor, [this] {
+    : options_(std::move(options)), socket_(executor), watchdog_(executor, [this] {
         boost::system::error_code ignored;
         socket_.cancel(ignored);
       }) {}
@@ -58,8 +56,8 @@ asio::awaitable<bool> BackendClient::connect() {
     co_return false;
   }
   tcp::endpoint endpoint(address, options_.port);
-  auto error =
-      co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple), options_.connectTimeout);
+  auto error = co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple),
+                                      options_.connectTimeout);
   if (error) {
     fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
          error.message());

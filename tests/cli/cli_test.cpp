@@ -14,36 +14,18 @@
 #include <set>
 #include <string>
 
+#include "tests/cli/run_command.h"
+
 namespace fs = std::filesystem;
+
+using smtpgate::testing::shellQuote;
 
 namespace {
 
-struct Result {
-  int exitCode = -1;
-  std::string out;  ///< stdout and stderr together
-};
-
-std::string shellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  }
-  return out + "'";
-}
+using Result = smtpgate::testing::CommandOutput;
 
 Result run(const std::string& args, bool withStderr = true) {
-  std::string cmd = shellQuote(SMTPGATE_BINARY) + " " + args + (withStderr ? " 2>&1" : " 2>/dev/null");
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    r.out.append(buf, n);
-  }
-  int status = ::pclose(p);
-  r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return smtpgate::testing::runSmtpgate(args, withStderr);
 }
 
 class TempDir {
@@ -106,8 +88,8 @@ TEST_CASE("lint reports every mistake of a file with file:line:col and a caret",
   std::regex diag(R"(ten-mistakes\.rules:(\d+):(\d+): error: )");
   std::set<int> lines;
   int errors = 0;
-  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), diag); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), diag);
+       it != std::sregex_iterator(); ++it) {
     ++errors;
     lines.insert(std::stoi((*it)[1]));
   }
@@ -168,8 +150,9 @@ TEST_CASE("check refuses at the stage the rule names", "[cli]") {
 
 TEST_CASE("check --json prints one object with every stage", "[cli]") {
   TempDir dir;
-  fs::path config = writeConfig(dir, "rule s on data when body ~ /buy/i then score 3\n"
-                                     "threshold reject at 3\n");
+  fs::path config = writeConfig(dir,
+                                "rule s on data when body ~ /buy/i then score 3\n"
+                                "threshold reject at 3\n");
   fs::path spam = dir.write("spam.eml", kSpam);
   Result r = run(envelope(config) + " --json " + shellQuote(spam.string()), false);
   INFO(r.out);

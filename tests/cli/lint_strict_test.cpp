@@ -10,29 +10,14 @@
 #include <fstream>
 #include <string>
 
+#include "tests/cli/run_command.h"
+
 namespace fs = std::filesystem;
 
+using smtpgate::testing::runSmtpgate;
+using Result = smtpgate::testing::CommandOutput;
+
 namespace {
-
-struct Result {
-  int exitCode = -1;
-  std::string out;
-};
-
-Result runSmtpgate(const std::string& args) {
-  std::string cmd = std::string("'") + SMTPGATE_BINARY + "' " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    r.out.append(buf, n);
-  }
-  int status = ::pclose(p);
-  r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 struct StrictDir {
   StrictDir() {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "policies/decision_log.h"
+#include "tests/cli/run_command.h"
 
 namespace fs = std::filesystem;
 using smtpgate::policies::DecisionRecord;
@@ -27,34 +28,12 @@ using smtpgate::policies::toJsonLine;
 
 namespace {
 
-struct Result {
-  int exitCode = -1;
-  std::string out;
-};
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  }
-  return out + "'";
-}
+using Result = smtpgate::testing::CommandOutput;
+using smtpgate::testing::shellQuote;
 
 /// Runs `smtpgate log ARGS`; stderr is kept apart unless `withStderr`.
 Result runLog(const std::string& args, bool withStderr = false) {
-  const std::string cmd =
-      quote(SMTPGATE_BINARY) + " log " + args + (withStderr ? " 2>&1" : " 2>/dev/null");
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[65536];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    r.out.append(buf, n);
-  }
-  const int status = ::pclose(p);
-  r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return smtpgate::testing::runSmtpgate("log " + args, withStderr);
 }
 
 std::size_t countLines(const std::string& text) {
@@ -165,7 +144,7 @@ TEST_CASE("log: filters over 100,000 generated lines give the expected counts", 
   const BigLog log = makeBigLog();
   const std::string file = dir.file("decisions.jsonl");
   writeFile(file, log.text);
-  const std::string base = "--file " + quote(file) + " --json ";
+  const std::string base = "--file " + shellQuote(file) + " --json ";
 
   CHECK(countLines(runLog(base).out) == log.total);
   CHECK(countLines(runLog(base + "--action reject").out) == log.byAction.at("reject"));
@@ -179,7 +158,7 @@ TEST_CASE("log: filters over 100,000 generated lines give the expected counts", 
   CHECK(countLines(runLog(base + "--since 2026-11-23 --action reject").out) == log.rejectsDay23);
   CHECK(countLines(runLog(base + "--stage data --session S4,S9,S10").out) == 2);
 
-  Result summary = runLog("--file " + quote(file) + " --summary --json");
+  Result summary = runLog("--file " + shellQuote(file) + " --summary --json");
   REQUIRE(summary.exitCode == 0);
   const auto j = nlohmann::json::parse(summary.out);
   CHECK(j["decisions"] == log.total);
@@ -207,7 +186,7 @@ TEST_CASE("log: --json passes lines through byte for byte", "[cli]") {
   text += toJsonLine(hostile) + "\n";
   text += toJsonLine(decision(at(23, 9, 2), "H2", "203.0.113.6", "rcpt", "accept")) + "\n";
   writeFile(dir.file("d.jsonl"), text);
-  Result r = runLog("--file " + quote(dir.file("d.jsonl")) + " --json");
+  Result r = runLog("--file " + shellQuote(dir.file("d.jsonl")) + " --json");
   CHECK(r.exitCode == 0);
   CHECK(r.out == text);
 }
@@ -221,7 +200,7 @@ TEST_CASE("log: one readable line per decision, hostile text neutralised", "[cli
   DecisionRecord evil = decision(at(23, 9, 2), "EVIL", "198.51.100.1", "helo", "reject", "bad");
   evil.sender = "x\x1b[2J\x1b]0;title\x07\xE2\x80\xAE@evil.example";
   writeFile(dir.file("d.jsonl"), toJsonLine(r) + "\n" + toJsonLine(evil) + "\n");
-  Result out = runLog("--file " + quote(dir.file("d.jsonl")));
+  Result out = runLog("--file " + shellQuote(dir.file("d.jsonl")));
   INFO(out.out);
   CHECK(out.exitCode == 0);
   REQUIRE(countLines(out.out) == 2);
@@ -247,7 +226,7 @@ TEST_CASE("log: --summary prints every section", "[cli]") {
             "\n";
   }
   writeFile(dir.file("d.jsonl"), text + "garbage\n{\"time\":\"never\"}\n");
-  Result r = runLog("--file " + quote(dir.file("d.jsonl")) + " --summary", true);
+  Result r = runLog("--file " + shellQuote(dir.file("d.jsonl")) + " --summary", true);
   INFO(r.out);
   CHECK(r.exitCode == 0);
   for (const char* section :
@@ -279,7 +258,7 @@ TEST_CASE("log: --explain shows one session in time order", "[cli]") {
                 toJsonLine(decision(at(23, 9, 0, 4), "S2", "192.0.2.1", "connect", "reject", "x")) +
                 "\n" + toJsonLine(rcpt) + "\n");
   writeFile(dir.file("smtpgate.toml"), "[log]\ndecisions = \"decisions.jsonl\"\n");
-  Result r = runLog("-c " + quote(dir.file("smtpgate.toml")) + " --explain S1");
+  Result r = runLog("-c " + shellQuote(dir.file("smtpgate.toml")) + " --explain S1");
   INFO(r.out);
   CHECK(r.exitCode == 0);
   CHECK_THAT(r.out, Catch::Contains("Session S1: 3 decisions"));
@@ -297,9 +276,9 @@ TEST_CASE("log: --explain shows one session in time order", "[cli]") {
     CHECK_THAT(r.out, Catch::Contains(part));
   }
   CHECK(r.out.find("S2") == std::string::npos);
-  Result json = runLog("-c " + quote(dir.file("smtpgate.toml")) + " --explain S1 --json");
+  Result json = runLog("-c " + shellQuote(dir.file("smtpgate.toml")) + " --explain S1 --json");
   CHECK(countLines(json.out) == 3);
-  Result none = runLog("-c " + quote(dir.file("smtpgate.toml")) + " --explain NOPE", true);
+  Result none = runLog("-c " + shellQuote(dir.file("smtpgate.toml")) + " --explain NOPE", true);
   CHECK(none.exitCode == 0);
   CHECK_THAT(none.out, Catch::Contains("no decisions of session NOPE"));
 }
@@ -318,30 +297,30 @@ TEST_CASE("log: the config's log with its rotations, gzip'd ones too", "[cli]") 
   writeFile(live,
             toJsonLine(decision(at(23, 9, 0), "NEW", "192.0.2.1", "mail", "reject", "r")) + "\n");
   writeFile(dir.file("smtpgate.toml"), "[log]\ndecisions = \"decisions.jsonl\"\n");
-  const std::string config = "-c " + quote(dir.file("smtpgate.toml"));
+  const std::string config = "-c " + shellQuote(dir.file("smtpgate.toml"));
   Result all = runLog(config + " --json");
   CHECK(all.exitCode == 0);
   REQUIRE(countLines(all.out) == 3);
   CHECK(all.out.find("OLD") < all.out.find("MID"));
   CHECK(all.out.find("MID") < all.out.find("NEW"));
   CHECK(countLines(runLog(config + " --json --since 2026-11-22 --until 2026-11-22").out) == 1);
-  CHECK(countLines(runLog("--file " + quote(live) + " --json").out) == 3);
-  CHECK(countLines(runLog("--file " + quote(live) + " --json --no-rotated").out) == 1);
-  CHECK(countLines(runLog("--file " + quote(live + ".2.gz") + " --json").out) == 1);
+  CHECK(countLines(runLog("--file " + shellQuote(live) + " --json").out) == 3);
+  CHECK(countLines(runLog("--file " + shellQuote(live) + " --json --no-rotated").out) == 1);
+  CHECK(countLines(runLog("--file " + shellQuote(live + ".2.gz") + " --json").out) == 1);
 }
 
 TEST_CASE("log: exit codes", "[cli]") {
   TempDir dir;
   writeFile(dir.file("d.jsonl"),
             toJsonLine(decision(at(23, 9, 0), "S", "192.0.2.1", "mail", "reject", "r")) + "\n");
-  const std::string file = "--file " + quote(dir.file("d.jsonl"));
+  const std::string file = "--file " + shellQuote(dir.file("d.jsonl"));
   CHECK(runLog(file + " --action accept").exitCode == 0);  // nothing matched is fine
-  Result missing = runLog("--file " + quote(dir.file("nope.jsonl")), true);
+  Result missing = runLog("--file " + shellQuote(dir.file("nope.jsonl")), true);
   CHECK(missing.exitCode == 66);
   CHECK_THAT(missing.out, Catch::Contains("nope.jsonl"));
   writeFile(dir.file("smtpgate.toml"), "[log]\ndecisions = \"none-yet.jsonl\"\n");
-  CHECK(runLog("-c " + quote(dir.file("smtpgate.toml"))).exitCode == 66);
-  CHECK(runLog("-c " + quote(dir.file("missing.toml"))).exitCode == 78);
+  CHECK(runLog("-c " + shellQuote(dir.file("smtpgate.toml"))).exitCode == 66);
+  CHECK(runLog("-c " + shellQuote(dir.file("missing.toml"))).exitCode == 78);
   for (const char* bad :
        {" --since yesterdayish", " --until 2026-13-01", " --action rejected", " --stage body",
         " --ip 10.0.0.0/99", " -f --summary", " --summary --explain S", " -c x.toml", " --bogus"}) {

@@ -15,24 +15,20 @@
 #include <string>
 
 #include "policies/decision_log.h"
+#include "tests/cli/run_command.h"
 
 namespace fs = std::filesystem;
 namespace policies = smtpgate::policies;
 
 namespace {
 
+/// Runs `cmd`; its output goes to `out` if given. Returns the exit status.
 int runShell(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    if (out) {
-      out->append(buf, n);
-    }
+  auto r = smtpgate::testing::runShell(cmd);
+  if (out != nullptr) {
+    *out = std::move(r.out);
   }
-  int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r.exitCode;
 }
 
 std::string grouped(std::uint64_t n) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/policies/dkim_signer.h"
+#include "tests/policies/test_resolver.h"
 #include "tests/support/unbound_server.h"
 
 using namespace smtpgate;
@@ -24,6 +25,7 @@ using policies::DkimResult;
 using policies::DkimStatus;
 using testing::DkimKey;
 using testing::dkimSign;
+using testing::resolverFor;
 using testing::txtRecord;
 using testing::UnboundServer;
 
@@ -49,15 +51,6 @@ std::string crlf(const std::string& lf) {
     }
   }
   return out;
-}
-
-std::shared_ptr<policies::DnsResolver> resolverFor(const std::string& server,
-                                                   std::chrono::milliseconds timeout = 2s) {
-  std::string error;
-  auto r = policies::DnsResolver::create({{server}, timeout}, error);
-  INFO(error);
-  REQUIRE(r);
-  return r;
 }
 
 const std::string kMessage =
@@ -147,10 +140,7 @@ TEST_CASE("dkim: conformance vectors from ../shared/conformance/dkim", "[dkim]")
     WARN("skipped: " << kConformance << " is absent (the conformance data lives in ../shared)");
     return;
   }
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   std::vector<std::pair<std::string, Vector>> vectors;
   for (int i = 1; i <= 6; ++i) {
@@ -209,10 +199,7 @@ TEST_CASE("dkim: conformance vectors from ../shared/conformance/dkim", "[dkim]")
 }
 
 TEST_CASE("dkim: messages signed here", "[dkim]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -366,10 +353,7 @@ TEST_CASE("dkim: messages signed here", "[dkim]") {
 }
 
 TEST_CASE("dkim: many verifications in parallel on several threads", "[dkim]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();

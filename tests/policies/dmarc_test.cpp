@@ -10,6 +10,7 @@
 #include "policies/list_builder.h"
 #include "policies/policy.h"
 #include "tests/policies/dkim_signer.h"
+#include "tests/policies/test_resolver.h"
 #include "tests/support/unbound_server.h"
 
 using namespace smtpgate;
@@ -19,19 +20,11 @@ using policies::DmarcStatus;
 using policies::PublicSuffixList;
 using testing::DkimKey;
 using testing::dkimSign;
+using testing::resolverFor;
 using testing::txtRecord;
 using testing::UnboundServer;
 
 namespace {
-
-std::shared_ptr<policies::DnsResolver> resolverFor(const std::string& server,
-                                                   std::chrono::milliseconds timeout = 2s) {
-  std::string error;
-  auto r = policies::DnsResolver::create({{server}, timeout}, error);
-  INFO(error);
-  REQUIRE(r);
-  return r;
-}
 
 const PublicSuffixList& testList() {
   static const PublicSuffixList list =
@@ -187,10 +180,7 @@ TEST_CASE("Authentication-Results: the value lists what was checked", "[auth]") 
 }
 
 TEST_CASE("dmarc: alignment, policies and missing records", "[dmarc]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -265,10 +255,7 @@ TEST_CASE("dmarc: alignment, policies and missing records", "[dmarc]") {
 }
 
 TEST_CASE("policy: dkim and dmarc facts, Authentication-Results, DNS failure", "[dmarc][policy]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.timeoutName("hang._domainkey.example.com");

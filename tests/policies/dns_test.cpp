@@ -11,6 +11,7 @@
 #include "policies/dns_resolver.h"
 #include "policies/reverse_dns.h"
 #include "policies/spf.h"
+#include "tests/policies/test_resolver.h"
 #include "tests/support/unbound_server.h"
 
 using namespace smtpgate;
@@ -19,6 +20,7 @@ using policies::DnsResolver;
 using policies::DnsStatus;
 using policies::DnsType;
 using policies::SpfStatus;
+using testing::resolverFor;
 using testing::UnboundServer;
 
 namespace {
@@ -45,15 +47,6 @@ void fillZone(UnboundServer& dns) {
       "5.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. PTR "
       "mail.example.org.");
   dns.timeoutName("11.113.0.203.in-addr.arpa");
-}
-
-std::shared_ptr<DnsResolver> resolverFor(const std::string& server,
-                                         std::chrono::milliseconds timeout = 2s) {
-  std::string error;
-  auto r = DnsResolver::create({{server}, timeout}, error);
-  INFO(error);
-  REQUIRE(r);
-  return r;
 }
 
 /// A UDP socket bound on 127.0.0.1 that nobody ever reads: a dead DNS server.
@@ -88,10 +81,7 @@ TEST_CASE("rdata parsers and reverse names", "[dns]") {
 }
 
 TEST_CASE("resolver: answer, nxdomain, nodata, and a name that never answers", "[dns]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -126,10 +116,7 @@ TEST_CASE("resolver: answer, nxdomain, nodata, and a name that never answers", "
 }
 
 TEST_CASE("resolver: many threads share one resolver", "[dns]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -152,10 +139,7 @@ TEST_CASE("resolver: many threads share one resolver", "[dns]") {
 }
 
 TEST_CASE("resolver: async callbacks each run once", "[dns]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -183,10 +167,7 @@ TEST_CASE("resolver: async callbacks each run once", "[dns]") {
 }
 
 TEST_CASE("reverse DNS: ptr and forward confirmation", "[dns]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -218,10 +199,7 @@ TEST_CASE("reverse DNS: ptr and forward confirmation", "[dns]") {
 }
 
 TEST_CASE("SPF through our resolver", "[dns][spf]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();
@@ -257,10 +235,7 @@ TEST_CASE("SPF through our resolver", "[dns][spf]") {
 }
 
 TEST_CASE("SPF: a name that never answers is temperror within the timeout", "[dns][spf]") {
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   UnboundServer dns;
   fillZone(dns);
   dns.start();

@@ -22,7 +22,9 @@ rules::RuleSetPtr load(const std::string& text) {
   return set;
 }
 
-policies::ConnectInfo client(const char* ip) { return {*rules::IpAddress::parse(ip), 40000, 25}; }
+policies::ConnectInfo client(const char* ip) {
+  return {*rules::IpAddress::parse(ip), 40000, 25};
+}
 
 const char* kMessage =
     "From: a@example.org\r\nTo: b@example.com\r\nSubject: cheap v1agra\r\n"
@@ -50,13 +52,20 @@ TEST_CASE("every stage and action maps to the right verdict and reply class", "[
     bool disconnect;
   };
   const Cell cells[] = {
-      {"connect", "reject", Action::Reject, 5, true},  {"connect", "tempfail", Action::Tempfail, 4, true},
-      {"connect", "accept", Action::Accept, 0, false}, {"helo", "reject", Action::Reject, 5, false},
-      {"helo", "tempfail", Action::Tempfail, 4, false}, {"helo", "accept", Action::Accept, 0, false},
-      {"mail", "reject", Action::Reject, 5, false},    {"mail", "tempfail", Action::Tempfail, 4, false},
-      {"mail", "accept", Action::Accept, 0, false},    {"rcpt", "reject", Action::Reject, 5, false},
-      {"rcpt", "tempfail", Action::Tempfail, 4, false}, {"rcpt", "accept", Action::Accept, 0, false},
-      {"data", "reject", Action::Reject, 5, false},    {"data", "tempfail", Action::Tempfail, 4, false},
+      {"connect", "reject", Action::Reject, 5, true},
+      {"connect", "tempfail", Action::Tempfail, 4, true},
+      {"connect", "accept", Action::Accept, 0, false},
+      {"helo", "reject", Action::Reject, 5, false},
+      {"helo", "tempfail", Action::Tempfail, 4, false},
+      {"helo", "accept", Action::Accept, 0, false},
+      {"mail", "reject", Action::Reject, 5, false},
+      {"mail", "tempfail", Action::Tempfail, 4, false},
+      {"mail", "accept", Action::Accept, 0, false},
+      {"rcpt", "reject", Action::Reject, 5, false},
+      {"rcpt", "tempfail", Action::Tempfail, 4, false},
+      {"rcpt", "accept", Action::Accept, 0, false},
+      {"data", "reject", Action::Reject, 5, false},
+      {"data", "tempfail", Action::Tempfail, 4, false},
       {"data", "accept", Action::Accept, 0, false},
   };
   for (const auto& c : cells) {
@@ -148,8 +157,9 @@ TEST_CASE("accept at mail covers that transaction only", "[policy]") {
 }
 
 TEST_CASE("accept at rcpt accepts that recipient; data rules skip when all were", "[policy]") {
-  auto rules = load("rule pm on rcpt when rcpt ~ /^postmaster@/i then accept\n"
-                    "rule spam on data when header.subject ~ /v[i1]agra/i then reject\n");
+  auto rules = load(
+      "rule pm on rcpt when rcpt ~ /^postmaster@/i then accept\n"
+      "rule spam on data when header.subject ~ /v[i1]agra/i then reject\n");
   Policy all(rules, "S5");
   CHECK(transaction(all, "Postmaster@example.com").action == Action::Continue);
 
@@ -185,8 +195,7 @@ TEST_CASE("scores add up across stages and thresholds decide at end of data", "[
     CHECK(v.reply->code == 550);
   }
   SECTION("below every threshold: accepted") {
-    Policy p(load(std::string(base) + "rule neg on data when body ~ /buy/ then score -10\n"),
-             "S9");
+    Policy p(load(std::string(base) + "rule neg on data when body ~ /buy/ then score -10\n"), "S9");
     CHECK(transaction(p).action == Action::Continue);
   }
 }

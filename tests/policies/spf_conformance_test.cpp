@@ -169,10 +169,7 @@ TEST_CASE("RFC 7208 SPF test suite", "[spf][conformance]") {
     WARN("skipped: " << path << " is absent (the conformance suite lives in ../shared)");
     return;
   }
-  if (!UnboundServer::available()) {
-    WARN("skipped: unbound is not installed");
-    return;
-  }
+  SKIP_WITHOUT_UNBOUND();
   const std::vector<YAML::Node> scenarios = YAML::LoadAllFromFile(path);
   int passed = 0;
   std::vector<std::string> failures;

@@ -77,3 +77,12 @@ class UnboundServer {
 };
 
 }  // namespace smtpgate::testing
+
+/// In a Catch2 test case: WARN and return when unbound is not installed.
+#define SKIP_WITHOUT_UNBOUND()                              \
+  do {                                                      \
+    if (!::smtpgate::testing::UnboundServer::available()) { \
+      WARN("skipped: unbound is not installed");            \
+      return;                                               \
+    }                                                       \
+  } while (false)
