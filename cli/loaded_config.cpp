@@ -2,7 +2,13 @@
 
 #include <fmt/core.h>
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <set>
+#include <system_error>
 
 #include "policies/metrics.h"
 #include "policies/rule_loader.h"
@@ -48,13 +54,63 @@ policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string
   return options;
 }
 
-std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath) {
-  return [configPath = std::move(configPath)]() -> rules::RuleSetPtr {
+namespace {
+
+/// Points `watch` at the config file, the files the rules were read from and
+/// the `rules.files` globs (a new matching file is a change); after a failed
+/// load, also at every file a diagnostic names.
+void watchFilesOf(policies::FileWatch& watch, const LoadedConfig* loaded,
+                  const std::string& configPath, const rules::Diagnostics& diags) {
+  std::set<std::string> files;
+  std::vector<std::string> patterns;
+  if (!configPath.empty()) {
+    files.insert(std::filesystem::absolute(configPath).string());
+  }
+  if (loaded != nullptr) {
+    if (loaded->config.source != policies::kEmbeddedConfigName) {
+      files.insert(std::filesystem::absolute(loaded->config.source).string());
+    }
+    if (loaded->rules) {
+      files.insert(loaded->rules->sources().begin(), loaded->rules->sources().end());
+    }
+    patterns = loaded->config.rules.files;
+  }
+  for (const auto& d : diags.items()) {
+    if (!d.where.file.empty() && d.where.file.front() == '/') {
+      files.insert(d.where.file);
+    }
+  }
+  watch.watch({files.begin(), files.end()}, patterns);
+}
+
+}  // namespace
+
+std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath, policies::FileWatch* watch) {
+  return [configPath = std::move(configPath), watch]() -> rules::RuleSetPtr {
     rules::Diagnostics diags;
     auto fresh = loadConfigAndRules(configPath, diags, {.enabled = true});
     printDiagnostics(diags);
+    if (watch != nullptr) {
+      watchFilesOf(*watch, fresh ? &*fresh : nullptr, configPath, diags);
+    }
     return fresh ? fresh->rules : nullptr;
   };
+}
+
+std::unique_ptr<policies::FileWatch> startFileWatch(const LoadedConfig& loaded, int reloadSignal,
+                                                    std::string_view command) {
+  if (!loaded.config.rules.watch) {
+    return nullptr;
+  }
+  try {
+    auto watch =
+        std::make_unique<policies::FileWatch>([reloadSignal] { ::kill(::getpid(), reloadSignal); });
+    watchFilesOf(*watch, &loaded, {}, {});
+    return watch;
+  } catch (const std::system_error& e) {
+    fmt::print(stderr, "{}: no file watch ({}); reload with a signal\n", command, e.what());
+    return nullptr;
+  }
 }
 
 std::unique_ptr<policies::DecisionLog> openDecisionLog(const policies::Config& config,

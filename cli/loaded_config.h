@@ -11,6 +11,7 @@
 #include "policies/config.h"
 #include "policies/decision_log.h"
 #include "policies/dns_resolver.h"
+#include "policies/file_watch.h"
 #include "policies/policy.h"
 #include "rules/diagnostic.h"
 #include "rules/rule_set.h"
@@ -44,8 +45,18 @@ policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string
 
 /// What SIGHUP (proxy) and SIGUSR2 (milter) run: config and rules loaded anew
 /// from `configPath`, with DNS, diagnostics printed; nullptr when they have
-/// errors (the caller keeps the rules in force).
-std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath);
+/// errors (the caller keeps the rules in force). With a `watch`, it is
+/// pointed at the files of what was just loaded (or of the diagnostics, so a
+/// fix to a broken file is seen too).
+std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath,
+                                               policies::FileWatch* watch = nullptr);
+
+/// With `[rules] watch` on, a file watch on the config, rule and list files
+/// of `loaded` that sends this process `reloadSignal` when they change, so a
+/// saved file and a signal reload the same way; nullptr when off, or when
+/// inotify fails (said on stderr: reload by signal still works).
+std::unique_ptr<policies::FileWatch> startFileWatch(const LoadedConfig& loaded, int reloadSignal,
+                                                    std::string_view command);
 
 /// The decision log of `config`, opened for appending; nullptr after telling
 /// stderr why (`command` names who asks, e.g. "smtpgate proxy").

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <csignal>
+
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "cli/systemd_notify.h"
@@ -42,7 +44,8 @@ int runMilter(const MilterOptions& options) {
   if (!log) {
     return kExitOsError;
   }
-  auto reload = reloaderFor(options.config);
+  auto watch = startFileWatch(*loaded, SIGUSR2, "smtpgate milter");  // signals blocked above
+  auto reload = reloaderFor(options.config, watch.get());
   milter::MilterServer server(std::move(settings), loaded->rules, log.get(), reload);
   if (!server.open()) {
     return kExitOsError;

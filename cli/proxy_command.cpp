@@ -8,6 +8,7 @@
 #include "proxy/server.h"
 
 #include <boost/asio/ssl/context.hpp>
+#include <csignal>
 
 namespace smtpgate::cli {
 
@@ -54,7 +55,10 @@ int runProxy(const ProxyOptions& options) {
   if (!log) {
     return kExitOsError;
   }
-  auto reload = reloaderFor(options.config);
+  // The watch signals SIGHUP only after a change has settled (300 ms), by
+  // which time the server below handles it.
+  auto watch = startFileWatch(*loaded, SIGHUP, "smtpgate proxy");
+  auto reload = reloaderFor(options.config, watch.get());
   auto settings = proxy::settingsFrom(loaded->config);
   settings.policy.resolver = loaded->resolver;
   const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins

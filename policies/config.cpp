@@ -710,6 +710,14 @@ void applyRulesMode(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
+void applyRulesWatch(Ctx& c, const toml::node& n, Config& cfg) {
+  if (const auto* b = n.as_boolean()) {
+    cfg.rules.watch = b->get();
+  } else {
+    typeError(c, n, "rules.watch", "a boolean (true or false)");
+  }
+}
+
 void applyLogDecisions(Ctx& c, const toml::node& n, Config& cfg) {
   if (auto v = getString(c, n, "log.decisions")) {
     if (v->empty()) {
@@ -777,7 +785,8 @@ constexpr KeySpec kDnsKeys[] = {{"servers", applyDnsServers}, {"timeout", applyD
 constexpr KeySpec kFailureKeys[] = {{"dns", applyFailureDns}};
 constexpr KeySpec kDkimKeys[] = {{"max_signatures", applyDkimMaxSignatures}};
 constexpr KeySpec kAuthKeys[] = {{"authserv_id", applyAuthServId}};
-constexpr KeySpec kRulesKeys[] = {{"files", applyRulesFiles}, {"mode", applyRulesMode}};
+constexpr KeySpec kRulesKeys[] = {
+    {"files", applyRulesFiles}, {"mode", applyRulesMode}, {"watch", applyRulesWatch}};
 constexpr KeySpec kLogKeys[] = {{"decisions", applyLogDecisions}};
 constexpr KeySpec kMetricsKeys[] = {{"listen", applyMetricsListen}};
 

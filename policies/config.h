@@ -127,6 +127,9 @@ struct AuthConfig {
 struct RulesConfig {
   std::vector<std::string> files;  ///< absolute glob(3) patterns, in file order
   RulesMode mode = RulesMode::Enforce;
+  /// Reload when the config, a rule or a list file changes (inotify), as on
+  /// SIGHUP (proxy) / SIGUSR2 (milter).
+  bool watch = true;
   std::vector<ValueOrigin> filesOrigin;  ///< parallel to `files` when parsed; may be empty
 };
 

@@ -172,6 +172,7 @@ class RuleSetBuilder {
   std::vector<Rule> rules_;
   std::vector<Threshold> thresholds_;
   std::vector<std::string> files_;
+  std::vector<std::string> sources_;  // files_ and the list files: what hash_ covers
   std::uint64_t hashState_ = 0xcbf29ce484222325ULL;
   std::string hash_ = "000000000000";
   std::map<std::string, std::vector<std::string>> lineCache_;
@@ -244,6 +245,7 @@ void RuleSetBuilder::loadText(std::string_view text, const std::string& name) {
 
 void RuleSetBuilder::parseLines(std::string_view text, const std::string& name) {
   files_.push_back(name);
+  sources_.push_back(name);
   hash_ = fnv1a(name + '\n' + std::string(text) + '\n', hashState_);
   auto& lines = lineCache_[name];
   std::size_t pos = 0;
@@ -299,6 +301,7 @@ std::optional<std::vector<ListEntry>> RuleSetBuilder::readListFile(const ListSta
     sourceLineError(list.sourceWhere, "cannot read list file '" + path + "': " + error);
     return std::nullopt;
   }
+  sources_.push_back(path);
   hash_ = fnv1a(path + '\n' + text + '\n', hashState_);
   std::vector<ListEntry> entries;
   std::istringstream in(text);
@@ -511,6 +514,7 @@ std::shared_ptr<const RuleSet> RuleSetBuilder::finish() {
   set->rules_ = std::move(rules_);
   set->thresholds_ = std::move(thresholds_);
   set->files_ = std::move(files_);
+  set->sources_ = std::move(sources_);
   set->hash_ = hash_;
   compile(*set);
   if (diags_.hasErrors()) {

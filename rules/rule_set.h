@@ -99,6 +99,9 @@ class RuleSet {
   [[nodiscard]] const std::vector<Rule>& rules() const { return rules_; }
   [[nodiscard]] const std::vector<Threshold>& thresholds() const { return thresholds_; }
   [[nodiscard]] const std::vector<std::string>& files() const { return files_; }
+  /// Every file the set was read from: the rule files and the list files, the
+  /// bytes `hash()` covers (what a file watch must watch).
+  [[nodiscard]] const std::vector<std::string>& sources() const { return sources_; }
   /// A short fingerprint (12 hex digits) of every loaded file's bytes, so a
   /// log line tells which version of the rules decided.
   [[nodiscard]] const std::string& hash() const { return hash_; }
@@ -124,6 +127,7 @@ class RuleSet {
   std::vector<Rule> rules_;
   std::vector<Threshold> thresholds_;
   std::vector<std::string> files_;
+  std::vector<std::string> sources_;
   std::string hash_;
   std::unique_ptr<Compiled> compiled_;
 };

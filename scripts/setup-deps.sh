@@ -17,8 +17,9 @@ PACKAGES=(
   # DMARC's organizational domains (/usr/share/publicsuffix/public_suffix_list.dat)
   publicsuffix
   # smtpgate report's test renders the page in headless Chromium; sd_notify for
-  # Type=notify units; dpkg-shlibdeps (dpkg-dev) for the CPack .deb's dependencies
-  chromium fonts-dejavu-core libsystemd-dev dpkg-dev
+  # Type=notify units; dpkg-shlibdeps (dpkg-dev) for the CPack .deb's dependencies;
+  # debootstrap for the test that installs the .deb on a fresh Debian 12
+  chromium fonts-dejavu-core libsystemd-dev dpkg-dev debootstrap
 )
 
 SUDO=""

@@ -1,13 +1,15 @@
 /// reload_test — "I changed a rule: is it live?" A rule file changes while a
-/// session is open and the proxy gets SIGHUP: new sessions use the new rule,
-/// the open session finishes on the rules it started with; a broken rule file
-/// is refused with its diagnostics, the old rules stay, and the Prometheus
+/// session is open and the proxy gets SIGHUP, or just sees the file change
+/// (`[rules] watch`, inotify): new sessions use the new rule, the open
+/// session finishes on the rules it started with; a broken rule file is
+/// refused with its diagnostics, the old rules stay, and the Prometheus
 /// endpoint shows the reload and the failure.
 
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <regex>
 #include <string>
 
@@ -79,6 +81,7 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
   options.binary = SMTPGATE_BINARY;
   options.backend = sink.host() + ":" + std::to_string(sink.port());
   options.rules = kOldRules;
+  options.watchRules = false;  // only the signal reloads here
   options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
   SmtpgateProcess proxy(options);
   proxy.start();
@@ -124,6 +127,67 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
     CHECK(b.code == 550);
     CHECK_THAT(b.text(), Catch::Contains("refused by the new rule"));
   }
+}
+
+TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
+          "[proxy][reload][metrics]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: smtp-sink needs root here");
+    return;
+  }
+  SmtpSink sink;
+  sink.start();
+  const std::uint16_t metricsPort = freePort();
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = sink.host() + ":" + std::to_string(sink.port());
+  options.rules = kOldRules;
+  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  auto deadline = deadlineIn(kTimeout);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
+
+  SmtpClient before;
+  startTransaction(before, proxy, deadline);
+
+  // As editors save: a new file renamed over the old one.
+  const std::string temporary = proxy.rulesPath() + ".tmp";
+  writeFile(temporary, kNewRules);
+  REQUIRE(std::rename(temporary.c_str(), proxy.rulesPath().c_str()) == 0);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+
+  SmtpReply a = before.command("RCPT TO:<a@example.com>", deadline);
+  CHECK(a.code == 550);
+  CHECK_THAT(a.text(), Catch::Contains("refused by the old rule"));
+  {
+    SmtpClient after;
+    startTransaction(after, proxy, deadline);
+    CHECK(after.command("RCPT TO:<a@example.com>", deadline).code == 250);
+    CHECK(after.command("RCPT TO:<b@example.com>", deadline).code == 550);
+  }
+
+  // Written in place and broken: refused, the new rules stay.
+  writeFile(proxy.rulesPath(), kBrokenRules);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+  CHECK_THAT(proxy.log(), Catch::Contains("test.rules:1:"));
+  {
+    SmtpClient later;
+    startTransaction(later, proxy, deadline);
+    CHECK(later.command("RCPT TO:<b@example.com>", deadline).code == 550);
+  }
+
+  // Fixed again: still watched after the failure, live again.
+  writeFile(proxy.rulesPath(), kOldRules);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 2)").empty());
+  SmtpClient fixed;
+  startTransaction(fixed, proxy, deadline);
+  CHECK(fixed.command("RCPT TO:<a@example.com>", deadline).code == 550);
+  CHECK(fixed.command("RCPT TO:<b@example.com>", deadline).code == 250);
 }
 
 TEST_CASE("metrics: the endpoint answers only GET /metrics", "[proxy][metrics]") {

@@ -86,6 +86,7 @@ void SmtpgateProcess::writeFiles() const {
     config += key + " = " + value + "\n";
   }
   config += "\n[rules]\nfiles = [" + tomlString(rulesPath) + "]\n";
+  config += std::string("watch = ") + (options_.watchRules ? "true" : "false") + "\n";
   config += "\n[log]\ndecisions = " + tomlString(decisionLogPath()) + "\n";
   config += "\n" + options_.extraConfig;
   writeFile(configPath(), config);

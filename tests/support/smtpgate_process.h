@@ -36,8 +36,9 @@ struct SmtpgateOptions {
   std::string binary;   ///< path of the smtpgate executable (SMTPGATE_BINARY)
   std::string backend;  ///< `[proxy] backend`, e.g. "127.0.0.1:10025"
   std::string hostname = "proxy.test";
-  std::string rules;  ///< contents of the one rule file; empty: no rules
-  bool tls = false;   ///< make a self-signed certificate and offer STARTTLS
+  std::string rules;       ///< contents of the one rule file; empty: no rules
+  bool watchRules = true;  ///< `[rules] watch`: reload when the rule file changes
+  bool tls = false;        ///< make a self-signed certificate and offer STARTTLS
   /// More `[proxy]` keys, each value as TOML text: {"bare_newlines", "\"normalize\""}.
   std::vector<std::pair<std::string, std::string>> proxy;
   /// Whole TOML sections appended to the config, e.g. "[dns]\nservers = [\"127.0.0.1:5353\"]\n".
