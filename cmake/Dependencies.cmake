@@ -1,5 +1,6 @@
 # Every dependency comes from Debian's packages, found through CMake config
-# files or pkg-config; libspf2 ships neither, so it is found by hand.
+# files or pkg-config. (SPF needs no library: policies/spf.cpp evaluates
+# RFC 7208 itself on libunbound.)
 find_package(PkgConfig REQUIRED)
 
 find_package(Boost 1.81 REQUIRED CONFIG)
@@ -16,13 +17,6 @@ pkg_check_modules(GMIME REQUIRED IMPORTED_TARGET gmime-3.0)
 pkg_check_modules(OPENDKIM REQUIRED IMPORTED_TARGET opendkim)
 pkg_check_modules(UNBOUND REQUIRED IMPORTED_TARGET libunbound)
 pkg_check_modules(MILTER REQUIRED IMPORTED_TARGET milter)
-
-find_path(SPF2_INCLUDE_DIR spf2/spf.h REQUIRED)
-find_library(SPF2_LIBRARY spf2 REQUIRED)
-add_library(smtpgate::spf2 UNKNOWN IMPORTED)
-set_target_properties(smtpgate::spf2 PROPERTIES
-  IMPORTED_LOCATION "${SPF2_LIBRARY}"
-  INTERFACE_INCLUDE_DIRECTORIES "${SPF2_INCLUDE_DIR}")
 
 if(SMTPGATE_TESTS)
   find_package(Catch2 2 REQUIRED CONFIG)

@@ -21,7 +21,7 @@
 /// thread, so it must be short (set a value, post to an Asio executor, wake
 /// a waiter) and must not call `query` (it would wait on itself).
 /// `query` is the synchronous form for libraries that can only call
-/// synchronously (libspf2): it blocks the calling thread — never call it on
+/// synchronously (SPF, DKIM key lookups): it blocks the calling thread — never call it on
 /// an event loop thread. The destructor answers every outstanding query
 /// `TempFail` ("resolver shut down") before it returns.
 ///

@@ -1,314 +1,756 @@
 #include "policies/spf.h"
 
-// libspf2's headers have no extern "C" guard and need these first (DESIGN.md).
-#include <arpa/inet.h>
-#include <arpa/nameser.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-extern "C" {
-#include <spf2/spf.h>
-}
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <vector>
 
-#include <strings.h>
-
-#include <cstring>
-#include <memory>
-#include <mutex>
-#include <stdexcept>
+#include "policies/spf_macro.h"
+#include "policies/spf_record.h"
+#include "rules/ascii.h"
 
 namespace smtpgate::policies {
 
 namespace {
 
-/// Thrown by the replacement SPF_error_handler back to checkSpf().
-struct SpfLibraryError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+using Clock = DnsResolver::Clock;
+
+// RFC 7208 4.6.4 processing limits.
+constexpr int kMaxDnsTerms = 10;             ///< include, a, mx, ptr, exists and redirect
+constexpr int kMaxVoidLookups = 2;           ///< answers that are NXDOMAIN or empty
+constexpr std::size_t kMaxMxRecords = 10;    ///< more: the mx mechanism is a permerror
+constexpr std::size_t kMaxPtrNames = 10;     ///< more: the rest are ignored
+constexpr std::size_t kMaxDomainName = 253;  ///< RFC 1035, text form without the final dot
+constexpr std::size_t kMaxLabel = 63;
+/// An explanation ends up in one SMTP reply line (RFC 5321 4.5.3.1.5: 512
+/// bytes with the code), so longer text is cut.
+constexpr std::size_t kMaxExplanation = 400;
+constexpr std::chrono::milliseconds kMaxTotalTimeout = std::chrono::hours(1);
+/// A term quoted in a comment or header is cut there: records may hold
+/// terms of kilobytes.
+constexpr std::size_t kMaxTermShown = 100;
+
+/// Who is checked (RFC 7208 2.4, 4.3): MAIL FROM, or postmaster@HELO for
+/// a null sender.
+struct Identity {
+  std::string name;  ///< "mailfrom" or "helo"
+  std::string localPart;
+  std::string domain;  ///< without a final dot
+  std::string sender;  ///< localPart@domain
 };
 
-[[noreturn]] void throwingErrorHandler(const char* file, int line, const char* message) {
-  throw SpfLibraryError(std::string(message != nullptr ? message : "?") + " (" +
-                        (file != nullptr ? file : "?") + ":" + std::to_string(line) + ")");
+Identity identityOf(const SpfRequest& request) {
+  Identity id;
+  id.name = request.sender.empty() ? "helo" : "mailfrom";
+  if (request.sender.empty()) {
+    id.domain = request.helo;
+  } else if (const auto at = request.sender.rfind('@'); at != std::string::npos) {
+    id.localPart = request.sender.substr(0, at);
+    id.domain = request.sender.substr(at + 1);
+  } else {
+    id.domain = request.sender;  // no "@": a bare domain, as pyspf and Mail::SPF read it
+  }
+  if (id.localPart.empty()) {
+    id.localPart = "postmaster";  // 4.3
+  }
+  if (!id.domain.empty() && id.domain.back() == '.') {
+    id.domain.pop_back();
+  }
+  id.sender = id.localPart + "@" + id.domain;
+  return id;
 }
 
-void quietHandler(const char* /*file*/, int /*line*/, const char* /*message*/) {}
-
-void installHandlers() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    SPF_error_handler = throwingErrorHandler;
-    SPF_warning_handler = quietHandler;
-    SPF_info_handler = quietHandler;
-    SPF_debug_handler = quietHandler;
-  });
-}
-
-/// The per-check state behind our SPF_dns_server_t layer (its `hook`).
-struct DnsLayerState {
-  DnsResolver* resolver = nullptr;
-  DnsResolver::Clock::time_point deadline;
-  int lookups = 0;
-  std::string firstError;     ///< the first temporary failure, for the report
-  bool sawSpfRecord = false;  ///< some TXT answer held a "v=spf1" record
-};
-
-bool isSpfRecord(const std::string& text) {
-  return text.size() >= 6 && strncasecmp(text.c_str(), "v=spf1", 6) == 0 &&
-         (text.size() == 6 || text[6] == ' ');
-}
-
-/// An explanation TXT as a macro-string libspf2 expands correctly.
-std::string spacesAsMacro(const std::string& text) {
+/// `text` on one line of printable ASCII: any other byte becomes '?', so
+/// nothing from DNS or SMTP can break a log line, reply or header.
+std::string printable(std::string_view text, std::size_t max = std::string::npos) {
   std::string out;
-  for (char c : text) {
-    out += c == ' ' ? std::string("%_") : std::string(1, c);
+  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
   }
   return out;
 }
 
-std::optional<DnsType> dnsTypeFor(ns_type type) {
-  switch (type) {
-    case ns_t_a:
-      return DnsType::A;
-    case ns_t_aaaa:
-      return DnsType::Aaaa;
-    case ns_t_ptr:
-      return DnsType::Ptr;
-    case ns_t_mx:
-      return DnsType::Mx;
-    case ns_t_txt:
-      return DnsType::Txt;
-    default:
-      return std::nullopt;
+/// A term of a (parsed, so visible ASCII) record for messages.
+std::string shown(std::string_view term) {
+  return term.size() <= kMaxTermShown ? std::string(term)
+                                      : std::string(term.substr(0, kMaxTermShown)) + "...";
+}
+
+/// Why `domain` cannot be checked at all (4.3: malformed or not multi-label),
+/// or empty. Only the initial domain is judged so: names a record builds with
+/// macros are queried as they come (7.3 forbids checking their syntax).
+std::string malformedDomain(std::string_view domain) {
+  if (domain.empty()) {
+    return "empty domain";
   }
+  if (domain.size() > kMaxDomainName) {
+    return "domain name longer than 253 bytes";
+  }
+  std::size_t labels = 0;
+  std::string_view last;
+  for (std::size_t start = 0; start <= domain.size();) {
+    const std::size_t dot = std::min(domain.find('.', start), domain.size());
+    last = domain.substr(start, dot - start);
+    ++labels;
+    if (last.empty() || last.size() > kMaxLabel) {
+      return last.empty() ? "empty label" : "label longer than 63 bytes";
+    }
+    if (!std::all_of(last.begin(), last.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+      return "not a domain name (space, control or 8-bit byte)";
+    }
+    start = dot + 1;
+  }
+  if (labels < 2) {
+    return "not a multi-label domain name";
+  }
+  return isSpfTopLabel(last) ? std::string() : "invalid top label (a domain literal or address?)";
 }
 
-SPF_dns_rr_t* emptyAnswer(SPF_dns_server_t* server, const char* domain, ns_type type,
-                          SPF_dns_stat_t herrno) {
-  return SPF_dns_rr_new_init(server, domain, type, 0, herrno);
+/// A name as DNS compares it: lowercase ASCII, without a final dot.
+std::string normalized(std::string_view name) {
+  return rules::asciiLower(name.ends_with('.') ? name.substr(0, name.size() - 1) : name);
 }
 
-/// Appends one record's data to `rr`; false if it does not parse (skipped).
-bool addRecord(SPF_dns_rr_t* rr, ns_type type, const std::string& rdata, DnsLayerState& state) {
-  const int i = rr->num_rr;
-  switch (type) {
-    case ns_t_a:
-    case ns_t_aaaa: {
-      const std::size_t want = type == ns_t_a ? 4 : 16;
-      if (rdata.size() != want || SPF_dns_rr_buf_realloc(rr, i, want) != SPF_E_SUCCESS) {
-        return false;
-      }
-      std::memcpy(
-          type == ns_t_a ? static_cast<void*>(&rr->rr[i]->a) : static_cast<void*>(&rr->rr[i]->aaaa),
-          rdata.data(), want);
-      break;
-    }
-    case ns_t_ptr:
-    case ns_t_mx:
-    case ns_t_txt: {
-      std::optional<std::string> text = type == ns_t_ptr  ? parseNameRdata(rdata)
-                                        : type == ns_t_mx ? parseMxRdata(rdata)
-                                                          : parseTxtRdata(rdata);
-      if (text && type == ns_t_txt) {
-        if (isSpfRecord(*text)) {
-          state.sawSpfRecord = true;
-        } else {
-          text = spacesAsMacro(*text);
-        }
-      }
-      if (!text || SPF_dns_rr_buf_realloc(rr, i, text->size() + 1) != SPF_E_SUCCESS) {
-        return false;
-      }
-      // txt, ptr and mx share the union's storage.
-      std::memcpy(rr->rr[i]->txt, text->c_str(), text->size() + 1);
-      break;
-    }
-    default:
+bool sameOrSubdomain(std::string_view name, std::string_view domain) {
+  const std::string n = normalized(name);
+  const std::string d = normalized(domain);
+  return n == d || (n.size() > d.size() && n.ends_with(d) && n[n.size() - d.size() - 1] == '.');
+}
+
+/// Whether `client` is in `network`/`prefix`. IPv4 addresses live in
+/// ::ffff:0:0/96 (rules::IpAddress), so their prefix starts at bit 96; an
+/// IPv4 client never matches an IPv6 network (5: an IPv4-mapped client is IPv4).
+bool inNetwork(const rules::IpAddress& client, const rules::IpAddress& network, int prefix) {
+  if (client.isV4() && !network.isV4()) {
+    return false;
+  }
+  const unsigned first = client.isV4() ? 96 : 0;
+  for (unsigned i = first; i < first + static_cast<unsigned>(prefix); ++i) {
+    if (client.bit(i) != network.bit(i)) {
       return false;
+    }
   }
-  rr->num_rr = i + 1;
   return true;
 }
 
-SPF_dns_rr_t* lookupThrough(SPF_dns_server_t* server, const char* domain, ns_type type) {
-  auto* state = static_cast<DnsLayerState*>(server->hook);
-  const auto dnsType = dnsTypeFor(type);
-  if (!dnsType) {
-    // Type SPF (99) is obsolete (RFC 7208 3.1): answer "no data", so
-    // libspf2 goes on to TXT; any other type is never asked by SPF.
-    return emptyAnswer(server, domain, type, NO_DATA);
+std::string_view typeName(DnsType type) {
+  switch (type) {
+    case DnsType::A:
+      return "A";
+    case DnsType::Aaaa:
+      return "AAAA";
+    case DnsType::Mx:
+      return "MX";
+    case DnsType::Ptr:
+      return "PTR";
+    case DnsType::Txt:
+      return "TXT";
   }
-  if (DnsResolver::Clock::now() >= state->deadline) {
-    if (state->firstError.empty()) {
-      state->firstError = "SPF check ran out of time";
+  return "?";
+}
+
+SpfStatus statusOf(SpfQualifier q) {
+  switch (q) {
+    case SpfQualifier::Pass:
+      return SpfStatus::Pass;
+    case SpfQualifier::Fail:
+      return SpfStatus::Fail;
+    case SpfQualifier::SoftFail:
+      return SpfStatus::SoftFail;
+    case SpfQualifier::Neutral:
+      return SpfStatus::Neutral;
+  }
+  return SpfStatus::Neutral;
+}
+
+/// How one check_host() call ended, and what a fail needs for its explanation.
+struct HostResult {
+  SpfStatus status = SpfStatus::None;
+  std::string reason;     ///< one line: why
+  std::string mechanism;  ///< the term that matched, "default", or empty (none, errors)
+  std::string domain;     ///< the domain whose record decided
+  std::optional<SpfMacroString> explanation;  ///< that record's exp=
+  std::string dnsError;                       ///< the DNS failure behind a temperror
+};
+
+HostResult permError(const std::string& domain, const std::string& why) {
+  return HostResult{SpfStatus::PermError, domain + ": " + why, {}, domain, {}, {}};
+}
+
+HostResult dnsFailure(DnsType type, const std::string& name, const DnsAnswer& answer) {
+  HostResult r;
+  r.status = SpfStatus::TempError;
+  r.dnsError = std::string(typeName(type)) + " " + name + ": " + answer.error;
+  r.reason = "DNS lookup failed: " + r.dnsError;
+  return r;
+}
+
+/// A mechanism's answer: it matched or not, or check_host() stops now.
+struct Outcome {
+  bool matched = false;
+  bool voidLookup = false;  ///< the lookup had no answer (NXDOMAIN or empty)
+  std::optional<HostResult> stop;
+};
+
+Outcome matchedIf(bool yes) {
+  Outcome o;
+  o.matched = yes;
+  return o;
+}
+
+Outcome stopWith(HostResult result) {
+  Outcome o;
+  o.stop = std::move(result);
+  return o;
+}
+
+/// No answer: no match, unless it was one void lookup too many (`stop`).
+Outcome voidAnswer(std::optional<HostResult> stop) {
+  Outcome o;
+  o.voidLookup = true;
+  o.stop = std::move(stop);
+  return o;
+}
+
+/// What the client's validated host names are (5.5, %{p}): the PTR names,
+/// the first ten, and which of those have the client's address.
+struct PtrCache {
+  bool looked = false;
+  bool voidLookup = false;
+  std::vector<std::string> names;
+  std::map<std::string, bool> validated;
+};
+
+/// One checkSpf() call: check_host() (section 4) with the limits of 4.6.4
+/// counted across every include and redirect, over one deadline.
+class Evaluator {
+ public:
+  Evaluator(DnsResolver& resolver, const SpfRequest& request, const SpfOptions& options,
+            const Identity& id)
+      : resolver_(resolver),
+        client_(request.ip),
+        options_(options),
+        // (Clamped: a configured "forever" must not overflow the clock.)
+        deadline_(Clock::now() + std::min(options.totalTimeout, kMaxTotalTimeout)) {
+    base_.sender = id.sender;
+    base_.localPart = id.localPart;
+    base_.senderDomain = id.domain;
+    base_.ip = request.ip;
+    base_.helo = request.helo;
+    base_.receiver = request.receiver;
+    // %{t} only (explanations): SpfOptions has no clock to inject, and a
+    // timestamp in a fail's text decides nothing.
+    base_.timestamp = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    base_.validatedName = [this](const std::string& domain) { return validatedName(domain); };
+  }
+
+  // `base_.validatedName` points at this object.
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  HostResult checkHost(const std::string& domain);
+  std::string explain(const HostResult& fail);
+  [[nodiscard]] int lookups() const { return lookups_; }
+
+ private:
+  DnsAnswer query(const std::string& name, DnsType type);
+  std::optional<HostResult> fetchRecord(const std::string& domain, SpfRecord& out);
+  Outcome evaluate(const SpfMechanism& m, const std::string& domain);
+  Outcome matchAddresses(const std::string& name, const SpfMechanism& m);
+  Outcome matchA(const std::string& name, const SpfMechanism& m, const std::string& domain);
+  Outcome matchMx(const std::string& name, const SpfMechanism& m, const std::string& domain);
+  Outcome matchPtr(const std::string& name, const SpfMechanism& m, const std::string& domain);
+  Outcome matchExists(const std::string& name, const SpfMechanism& m, const std::string& domain);
+  Outcome matchInclude(const std::string& name, const SpfMechanism& m, const std::string& domain);
+  HostResult redirect(const SpfMacroString& spec, const std::string& domain);
+  std::optional<HostResult> countDnsTerm(const std::string& domain, const std::string& term);
+  std::optional<HostResult> countVoid(const std::string& domain, const std::string& term);
+  std::optional<std::string> target(const std::optional<SpfMacroString>& spec,
+                                    const std::string& domain, std::string& error) const;
+  const PtrCache& ptrNames();
+  bool validates(const std::string& name);
+  std::string validatedName(const std::string& domain);
+  std::optional<std::string> explanationAt(const SpfMacroString& spec, const SpfMacroValues& v);
+  [[nodiscard]] SpfMacroValues values(const std::string& domain) const;
+  [[nodiscard]] DnsType addressType() const { return client_.isV4() ? DnsType::A : DnsType::Aaaa; }
+
+  DnsResolver& resolver_;
+  const rules::IpAddress client_;
+  const SpfOptions& options_;
+  const Clock::time_point deadline_;
+  SpfMacroValues base_;
+  int lookups_ = 0;
+  int dnsTerms_ = 0;
+  int voidLookups_ = 0;
+  PtrCache ptr_;
+};
+
+SpfMacroValues Evaluator::values(const std::string& domain) const {
+  SpfMacroValues v = base_;
+  v.domain = domain;
+  return v;
+}
+
+DnsAnswer Evaluator::query(const std::string& name, DnsType type) {
+  if (name.find('\0') != std::string::npos) {
+    // The resolver takes names as C text: a NUL would cut the name and ask
+    // for another one. No real name holds one, so it does not exist.
+    return DnsAnswer{DnsStatus::NxDomain, {}, {}};
+  }
+  if (Clock::now() >= deadline_) {
+    return DnsAnswer{
+        DnsStatus::TempFail,
+        {},
+        "SPF check ran out of time (" + std::to_string(options_.totalTimeout.count()) + " ms)"};
+  }
+  // libunbound reads the name as zone-file text, where "\" escapes: a
+  // backslash from a macro value is a literal byte, so it is escaped.
+  std::string text;
+  for (char c : name) {
+    text += c == '\\' ? std::string("\\\\") : std::string(1, c);
+  }
+  ++lookups_;
+  return resolver_.query(text, type, deadline_);
+}
+
+std::optional<HostResult> Evaluator::countDnsTerm(const std::string& domain,
+                                                  const std::string& term) {
+  if (++dnsTerms_ > kMaxDnsTerms) {
+    return permError(domain,
+                     "more than 10 DNS-querying terms (limit reached at '" + shown(term) + "')");
+  }
+  return std::nullopt;
+}
+
+std::optional<HostResult> Evaluator::countVoid(const std::string& domain, const std::string& term) {
+  if (++voidLookups_ > kMaxVoidLookups) {
+    return permError(domain,
+                     "more than 2 void DNS lookups (limit reached at '" + shown(term) + "')");
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Evaluator::target(const std::optional<SpfMacroString>& spec,
+                                             const std::string& domain, std::string& error) const {
+  if (!spec) {
+    return domain;
+  }
+  auto expanded = spec->expand(values(domain), error);
+  if (!expanded) {
+    return std::nullopt;
+  }
+  return truncateSpfDomain(std::move(*expanded));
+}
+
+std::optional<HostResult> Evaluator::fetchRecord(const std::string& domain, SpfRecord& out) {
+  const DnsAnswer txt = query(domain, DnsType::Txt);
+  if (txt.tempFailed()) {
+    return dnsFailure(DnsType::Txt, domain, txt);
+  }
+  std::vector<std::string> records;
+  for (const auto& rdata : txt.rdata) {
+    auto text = parseTxtRdata(rdata);
+    if (text && isSpfRecord(*text)) {
+      records.push_back(std::move(*text));
     }
-    return emptyAnswer(server, domain, type, TRY_AGAIN);
   }
-  ++state->lookups;
-  DnsAnswer answer = state->resolver->query(domain, *dnsType, state->deadline);
-  switch (answer.status) {
-    case DnsStatus::NxDomain:
-      return emptyAnswer(server, domain, type, HOST_NOT_FOUND);
-    case DnsStatus::NoData:
-      return emptyAnswer(server, domain, type, NO_DATA);
-    case DnsStatus::TempFail:
-      if (state->firstError.empty()) {
-        state->firstError = std::string(domain) + "/" + std::to_string(type) + ": " + answer.error;
-      }
-      return emptyAnswer(server, domain, type, TRY_AGAIN);
-    case DnsStatus::Answer:
+  if (records.empty()) {
+    return HostResult{SpfStatus::None, "no SPF record at " + domain, {}, domain, {}, {}};
+  }
+  if (records.size() > 1) {
+    return permError(domain, std::to_string(records.size()) + " SPF records (at most one)");
+  }
+  SpfRecordParse parsed = parseSpfRecord(records.front());
+  if (!parsed.record) {
+    return permError(domain, parsed.error);
+  }
+  out = std::move(*parsed.record);
+  return std::nullopt;
+}
+
+HostResult Evaluator::checkHost(const std::string& domain) {
+  SpfRecord record;
+  if (auto stop = fetchRecord(domain, record)) {
+    return *stop;
+  }
+  for (const auto& m : record.mechanisms) {
+    Outcome o = evaluate(m, domain);
+    if (o.stop) {
+      return *o.stop;
+    }
+    if (o.matched) {
+      return HostResult{statusOf(m.qualifier), "matched " + shown(m.text) + " in " + domain,
+                        shown(m.text),         domain,
+                        record.explanation,    {}};
+    }
+  }
+  // 6.1: redirect= applies only when nothing matched, and never beside "all".
+  if (record.redirect && !record.hasAll) {
+    return redirect(*record.redirect, domain);
+  }
+  return HostResult{SpfStatus::Neutral, "no mechanism matched in " + domain,
+                    "default",          domain,
+                    record.explanation, {}};
+}
+
+Outcome Evaluator::evaluate(const SpfMechanism& m, const std::string& domain) {
+  switch (m.kind) {
+    case SpfMechanismKind::All:
+      return matchedIf(true);
+    case SpfMechanismKind::Ip4:
+      return matchedIf(client_.isV4() && inNetwork(client_, m.network, m.cidr4));
+    case SpfMechanismKind::Ip6:
+      return matchedIf(!client_.isV4() && inNetwork(client_, m.network, m.cidr6));
+    default:
       break;
   }
-  SPF_dns_rr_t* rr = emptyAnswer(server, domain, type, NETDB_SUCCESS);
-  if (rr == nullptr) {
-    return nullptr;
+  if (auto stop = countDnsTerm(domain, m.text)) {
+    return stopWith(std::move(*stop));
   }
-  for (const auto& rdata : answer.rdata) {
-    addRecord(rr, type, rdata, *state);
+  std::string error;
+  const auto name = target(m.domain, domain, error);
+  if (!name) {
+    return stopWith(permError(domain, error + " in '" + shown(m.text) + "'"));
   }
-  if (rr->num_rr == 0) {
-    rr->herrno = NO_DATA;
-  }
-  return rr;
-}
-
-/// libspf2 calls this for every lookup. It must return an SPF_dns_rr_t and
-/// never unwind through libspf2 with a C++ exception of ours.
-SPF_dns_rr_t* lookupHook(SPF_dns_server_t* server, const char* domain, ns_type type,
-                         int /*shouldCache*/) {
-  try {
-    return lookupThrough(server, domain, type);
-  } catch (const std::exception& e) {
-    auto* state = static_cast<DnsLayerState*>(server->hook);
-    if (state->firstError.empty()) {
-      state->firstError = e.what();
-    }
-    return emptyAnswer(server, domain, type, TRY_AGAIN);
-  }
-}
-
-SpfStatus statusFrom(SPF_result_t result) {
-  switch (result) {
-    case SPF_RESULT_NEUTRAL:
-      return SpfStatus::Neutral;
-    case SPF_RESULT_PASS:
-      return SpfStatus::Pass;
-    case SPF_RESULT_FAIL:
-      return SpfStatus::Fail;
-    case SPF_RESULT_SOFTFAIL:
-      return SpfStatus::SoftFail;
-    case SPF_RESULT_NONE:
-      return SpfStatus::None;
-    case SPF_RESULT_TEMPERROR:
-      return SpfStatus::TempError;
-    case SPF_RESULT_PERMERROR:
-      return SpfStatus::PermError;
+  switch (m.kind) {
+    case SpfMechanismKind::Include:
+      return matchInclude(*name, m, domain);
+    case SpfMechanismKind::A:
+      return matchA(*name, m, domain);
+    case SpfMechanismKind::Mx:
+      return matchMx(*name, m, domain);
+    case SpfMechanismKind::Ptr:
+      return matchPtr(*name, m, domain);
     default:
-      return SpfStatus::PermError;
+      return matchExists(*name, m, domain);
   }
 }
 
-struct ServerDeleter {
-  void operator()(SPF_server_t* s) const { SPF_server_free(s); }
-};
-struct RequestDeleter {
-  void operator()(SPF_request_t* r) const { SPF_request_free(r); }
-};
-struct ResponseDeleter {
-  void operator()(SPF_response_t* r) const { SPF_response_free(r); }
-};
-
-std::string orEmpty(const char* s) {
-  return s != nullptr ? std::string(s) : std::string();
+/// The addresses of `name` of the client's family (5.3, 5.4: A for an
+/// IPv4 client, AAAA for IPv6) against the mechanism's CIDR lengths.
+Outcome Evaluator::matchAddresses(const std::string& name, const SpfMechanism& m) {
+  const DnsType type = addressType();
+  const DnsAnswer answer = query(name, type);
+  if (answer.tempFailed()) {
+    return stopWith(dnsFailure(type, name, answer));
+  }
+  if (!answer.ok()) {
+    return voidAnswer(std::nullopt);
+  }
+  const int prefix = client_.isV4() ? m.cidr4 : m.cidr6;
+  for (const auto& rdata : answer.rdata) {
+    const auto address = parseAddressRdata(rdata);
+    if (address && inNetwork(client_, *address, prefix)) {
+      return matchedIf(true);
+    }
+  }
+  return {};
 }
 
-SpfResult evaluate(DnsResolver& resolver, const SpfRequest& request, const SpfOptions& options,
-                   DnsLayerState& state) {
-  SpfResult out;
-  out.identity = request.sender.empty() ? "helo" : "mailfrom";
-  state.resolver = &resolver;
-  state.deadline = DnsResolver::Clock::now() + options.totalTimeout;
+Outcome Evaluator::matchA(const std::string& name, const SpfMechanism& m,
+                          const std::string& domain) {
+  Outcome o = matchAddresses(name, m);
+  if (o.voidLookup) {
+    o.stop = countVoid(domain, m.text);
+  }
+  return o;
+}
 
-  SPF_dns_server_t layer{};
-  layer.destroy = nullptr;  // ours, on the stack: SPF_server_free must not free it
-  layer.lookup = lookupHook;
-  layer.name = "smtpgate";
-  layer.hook = &state;
+Outcome Evaluator::matchMx(const std::string& name, const SpfMechanism& m,
+                           const std::string& domain) {
+  const DnsAnswer mx = query(name, DnsType::Mx);
+  if (mx.tempFailed()) {
+    return stopWith(dnsFailure(DnsType::Mx, name, mx));
+  }
+  if (!mx.ok()) {
+    return voidAnswer(countVoid(domain, m.text));
+  }
+  if (mx.rdata.size() > kMaxMxRecords) {
+    return stopWith(permError(domain, "'" + shown(m.text) + "': more than 10 MX records"));
+  }
+  for (const auto& rdata : mx.rdata) {
+    const auto host = parseMxRdata(rdata);
+    if (!host || host->empty()) {
+      continue;  // a null MX (RFC 7505, "."): no host to match
+    }
+    Outcome o = matchAddresses(*host, m);
+    if (o.matched || o.stop) {
+      return o;
+    }
+  }
+  return {};
+}
 
-  std::unique_ptr<SPF_server_t, ServerDeleter> server(SPF_server_new_dns(&layer, 0));
-  if (!server) {
-    throw std::bad_alloc();
+const PtrCache& Evaluator::ptrNames() {
+  if (ptr_.looked) {
+    return ptr_;
   }
-  if (!request.receiver.empty()) {
-    SPF_server_set_rec_dom(server.get(), request.receiver.c_str());
+  ptr_.looked = true;
+  const DnsAnswer answer = query(reverseName(client_), DnsType::Ptr);
+  // 5.5: a DNS error on the PTR lookup is a no-match, not a temperror.
+  ptr_.voidLookup = answer.status == DnsStatus::NxDomain || answer.status == DnsStatus::NoData;
+  for (const auto& rdata : answer.rdata) {
+    if (ptr_.names.size() == kMaxPtrNames) {
+      break;  // 4.6.4: the names after the first 10 are ignored
+    }
+    if (auto host = parseNameRdata(rdata)) {
+      ptr_.names.push_back(std::move(*host));
+    }
   }
-  // libspf2's default explanation points at the defunct openspf.org: by
-  // default a fail explains itself only with the domain's own exp= text.
-  SPF_response_t* expErrors = nullptr;
-  SPF_server_set_explanation(server.get(), options.defaultExplanation.c_str(), &expErrors);
-  if (expErrors != nullptr) {
-    SPF_response_free(expErrors);
-  }
+  return ptr_;
+}
 
-  std::unique_ptr<SPF_request_t, RequestDeleter> req(SPF_request_new(server.get()));
-  if (!req) {
-    throw std::bad_alloc();
+/// Whether `name` resolves back to the client (5.5). A DNS error skips the
+/// name rather than failing the check (5.5: "that domain name is skipped").
+bool Evaluator::validates(const std::string& name) {
+  if (auto it = ptr_.validated.find(name); it != ptr_.validated.end()) {
+    return it->second;
   }
+  bool valid = false;
+  const DnsAnswer answer = query(name, addressType());
+  for (const auto& rdata : answer.rdata) {
+    valid = valid || parseAddressRdata(rdata) == client_;
+  }
+  ptr_.validated.emplace(name, valid);
+  return valid;
+}
+
+Outcome Evaluator::matchPtr(const std::string& name, const SpfMechanism& m,
+                            const std::string& domain) {
+  const PtrCache& ptr = ptrNames();
+  if (ptr.voidLookup) {
+    return voidAnswer(countVoid(domain, m.text));
+  }
+  for (const auto& host : ptr.names) {
+    // Only names under the target can match: the others need not be validated.
+    if (sameOrSubdomain(host, name) && validates(host)) {
+      return matchedIf(true);
+    }
+  }
+  return {};
+}
+
+std::string Evaluator::validatedName(const std::string& domain) {
+  const std::vector<std::string>& names = ptrNames().names;
+  // 7.3: the domain itself first, then a name below it, then any.
+  const auto exact = [&](const std::string& host) {
+    return normalized(host) == normalized(domain);
+  };
+  const auto below = [&](const std::string& host) { return sameOrSubdomain(host, domain); };
+  const auto any = [](const std::string&) { return true; };
+  for (const auto& preferred : {std::function<bool(const std::string&)>(exact),
+                                std::function<bool(const std::string&)>(below),
+                                std::function<bool(const std::string&)>(any)}) {
+    for (const auto& host : names) {
+      if (preferred(host) && validates(host)) {
+        return host;
+      }
+    }
+  }
+  return {};
+}
+
+Outcome Evaluator::matchExists(const std::string& name, const SpfMechanism& m,
+                               const std::string& domain) {
+  // 5.7: always an A query, whatever the client's address family.
+  const DnsAnswer answer = query(name, DnsType::A);
+  if (answer.tempFailed()) {
+    return stopWith(dnsFailure(DnsType::A, name, answer));
+  }
+  if (!answer.ok()) {
+    return voidAnswer(countVoid(domain, m.text));
+  }
+  return matchedIf(true);
+}
+
+Outcome Evaluator::matchInclude(const std::string& name, const SpfMechanism& m,
+                                const std::string& domain) {
+  HostResult inner = checkHost(name);
+  switch (inner.status) {
+    case SpfStatus::Pass:
+      return matchedIf(true);
+    case SpfStatus::Fail:
+    case SpfStatus::SoftFail:
+    case SpfStatus::Neutral:
+      return {};
+    case SpfStatus::TempError:
+    case SpfStatus::PermError:
+      return stopWith(std::move(inner));
+    case SpfStatus::None:
+      break;
+  }
+  // 5.2: an included domain without a record is the publisher's mistake.
+  return stopWith(permError(domain, "'" + shown(m.text) + "': " + inner.reason));
+}
+
+HostResult Evaluator::redirect(const SpfMacroString& spec, const std::string& domain) {
+  const std::string term = "redirect=" + spec.text();
+  if (auto stop = countDnsTerm(domain, term)) {
+    return *stop;
+  }
+  std::string error;
+  const auto name = target(spec, domain, error);
+  if (!name) {
+    return permError(domain, error + " in '" + shown(term) + "'");
+  }
+  HostResult result = checkHost(*name);
+  if (result.status == SpfStatus::None) {
+    // 6.1: no record (or a malformed target) after a redirect is a permerror.
+    return permError(domain, "'" + shown(term) + "': " + result.reason);
+  }
+  return result;
+}
+
+std::optional<std::string> Evaluator::explanationAt(const SpfMacroString& spec,
+                                                    const SpfMacroValues& v) {
+  std::string error;
+  const auto name = spec.expand(v, error);
+  if (!name) {
+    return std::nullopt;
+  }
+  // 6.2: a DNS error, no record or more than one, or a syntax error in the
+  // text: as if there were no exp= (and never an error of the check).
+  const DnsAnswer txt = query(truncateSpfDomain(*name), DnsType::Txt);
+  if (!txt.ok() || txt.rdata.size() != 1) {
+    return std::nullopt;
+  }
+  const auto text = parseTxtRdata(txt.rdata.front());
+  const auto macro =
+      text ? SpfMacroString::parse(*text, SpfMacroSyntax::Explanation, error) : std::nullopt;
+  return macro ? macro->expand(v, error) : std::nullopt;
+}
+
+std::string Evaluator::explain(const HostResult& fail) {
+  const SpfMacroValues v = values(fail.domain);
+  if (fail.explanation) {
+    if (auto text = explanationAt(*fail.explanation, v)) {
+      return printable(*text, kMaxExplanation);
+    }
+  }
+  std::string error;
+  const auto fallback =
+      SpfMacroString::parse(options_.defaultExplanation, SpfMacroSyntax::Explanation, error);
+  const auto text = fallback ? fallback->expand(v, error) : std::nullopt;
+  return text ? printable(*text, kMaxExplanation) : printable(options_.defaultExplanation);
+}
+
+/// A Received-SPF key's value (RFC 7208 9.1): as is when a dot-atom, else
+/// a quoted-string. Bytes no header may carry become '?'.
+std::string headerValue(std::string_view value) {
+  static constexpr std::string_view kAtext = "!#$%&'*+-/=?^_`{|}~";
+  bool atom = !value.empty() && value.front() != '.' && value.back() != '.' &&
+              value.find("..") == std::string_view::npos;
+  for (char c : value) {
+    const bool atext = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       kAtext.find(c) != std::string_view::npos;
+    atom = atom && (atext || c == '.');
+  }
+  if (atom) {
+    return std::string(value);
+  }
+  std::string out = "\"";
+  for (char c : printable(value)) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+/// Text for a header comment: printable, with ( ) \ as quoted-pairs.
+std::string headerComment(std::string_view text) {
+  std::string out;
+  for (char c : printable(text)) {
+    if (c == '(' || c == ')' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out;
+}
+
+/// The comment of Received-SPF, worded as RFC 7208 9.1's example.
+std::string resultSentence(SpfStatus status, const std::string& who, const std::string& ip) {
+  switch (status) {
+    case SpfStatus::Pass:
+      return "domain of " + who + " designates " + ip + " as permitted sender";
+    case SpfStatus::Fail:
+      return "domain of " + who + " does not designate " + ip + " as permitted sender";
+    case SpfStatus::SoftFail:
+      return "domain of transitioning " + who + " does not designate " + ip +
+             " as permitted sender";
+    case SpfStatus::Neutral:
+      return ip + " is neither permitted nor denied by domain of " + who;
+    case SpfStatus::None:
+      return "domain of " + who + " does not designate permitted sender hosts";
+    case SpfStatus::TempError:
+      return "temporary error in processing during lookup of " + who;
+    case SpfStatus::PermError:
+      return "permanent error in processing domain of " + who;
+  }
+  return {};
+}
+
+/// "Received-SPF: pass (receiver: sentence) client-ip=...; ..." (9.1), one
+/// line without CRLF.
+std::string receivedSpfHeader(const SpfRequest& request, const Identity& id,
+                              const HostResult& result) {
   const std::string ip = request.ip.toString();
-  const SPF_errcode_t ipErr = request.ip.isV4() ? SPF_request_set_ipv4_str(req.get(), ip.c_str())
-                                                : SPF_request_set_ipv6_str(req.get(), ip.c_str());
-  if (ipErr != SPF_E_SUCCESS) {
-    out.status = SpfStatus::PermError;
-    out.comment = "bad client address " + ip;
-    return out;
+  const std::string who = id.name == "helo" ? request.helo : id.sender;
+  std::string out = "Received-SPF: " + std::string(toString(result.status)) + " (" +
+                    headerComment((request.receiver.empty() ? "" : request.receiver + ": ") +
+                                  resultSentence(result.status, who, ip)) +
+                    ")";
+  std::vector<std::pair<std::string_view, std::string>> pairs = {{"client-ip", ip}};
+  if (!request.sender.empty()) {
+    pairs.emplace_back("envelope-from", request.sender);
   }
   if (!request.helo.empty()) {
-    SPF_request_set_helo_dom(req.get(), request.helo.c_str());
+    pairs.emplace_back("helo", request.helo);
   }
-  if (request.sender.empty() && request.helo.empty()) {
-    out.status = SpfStatus::None;
-    out.comment = "no identity to check (empty MAIL FROM and HELO)";
-    return out;
+  if (!request.receiver.empty()) {
+    pairs.emplace_back("receiver", request.receiver);
   }
-  SPF_request_set_env_from(req.get(), request.sender.c_str());
+  pairs.emplace_back("identity", id.name);
+  if (!result.mechanism.empty()) {
+    pairs.emplace_back("mechanism", result.mechanism);
+  } else if (result.status == SpfStatus::TempError || result.status == SpfStatus::PermError) {
+    pairs.emplace_back("problem", result.reason);
+  }
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    out += (i == 0 ? " " : "; ") + std::string(pairs[i].first) + "=" + headerValue(pairs[i].second);
+  }
+  return out;
+}
 
-  SPF_response_t* rawResponse = nullptr;
-  const SPF_errcode_t err = SPF_request_query_mailfrom(req.get(), &rawResponse);
-  std::unique_ptr<SPF_response_t, ResponseDeleter> response(rawResponse);
-  out.dnsLookups = state.lookups;
-  out.dnsError = state.firstError;
-  out.domain = orEmpty(req->env_from_dp);
-  if (!response) {
-    out.status = SpfStatus::TempError;
-    out.comment = "libspf2 returned no response (" + orEmpty(SPF_strerror(err)) + ")";
-    return out;
-  }
-  const SPF_result_t result = SPF_response_result(response.get());
-  if (result == SPF_RESULT_INVALID) {
-    // libspf2 returned early without a verdict: decide from its error.
-    out.status = !state.firstError.empty() || err == SPF_E_DNS_ERROR ? SpfStatus::TempError
-                 : err == SPF_E_NOT_SPF && !state.sawSpfRecord       ? SpfStatus::None
-                                                                     : SpfStatus::PermError;
+SpfResult evaluate(DnsResolver& resolver, const SpfRequest& request, const SpfOptions& options) {
+  const Identity id = identityOf(request);
+  Evaluator evaluator(resolver, request, options, id);
+  HostResult result;
+  if (request.sender.empty() && request.helo.empty()) {
+    result.reason = "no identity to check (empty MAIL FROM and HELO)";
+  } else if (const std::string why = malformedDomain(id.domain); !why.empty()) {
+    // 4.3: a domain that cannot exist has no policy: none, not an error.
+    result.reason = "'" + printable(id.domain, 64) + "' cannot be checked: " + why;
   } else {
-    out.status = statusFrom(result);
+    result = evaluator.checkHost(id.domain);
   }
-  if (out.status == SpfStatus::Fail) {
-    out.explanation = orEmpty(SPF_response_get_explanation(response.get()));
+  SpfResult out;
+  out.status = result.status;
+  out.identity = id.name;
+  out.domain = printable(id.domain);  // (only a malformed domain, "none", can change)
+  if (result.status == SpfStatus::Fail) {
+    out.explanation = evaluator.explain(result);
   }
-  out.comment = orEmpty(SPF_response_get_smtp_comment(response.get()));
-  if (out.comment.empty()) {
-    out.comment = orEmpty(SPF_response_get_header_comment(response.get()));
-  }
-  if (out.comment.empty() && err != SPF_E_SUCCESS) {
-    out.comment = orEmpty(SPF_strerror(err));
-  }
-  // libspf2's own messages (record syntax errors) say why a permerror.
-  for (int i = 0; i < SPF_response_messages(response.get()) && i < 3; ++i) {
-    if (SPF_error_t* e = SPF_response_message(response.get(), i)) {
-      out.comment += std::string("; ") + orEmpty(SPF_error_message(e));
-    }
-  }
-  out.receivedSpf = orEmpty(SPF_response_get_received_spf(response.get()));
+  out.comment = printable(result.reason);
+  out.receivedSpf = receivedSpfHeader(request, id, result);
+  out.dnsError = printable(result.dnsError);
+  out.dnsLookups = evaluator.lookups();
   return out;
 }
 
@@ -335,17 +777,21 @@ std::string_view toString(SpfStatus status) {
 }
 
 SpfResult checkSpf(DnsResolver& resolver, const SpfRequest& request, const SpfOptions& options) {
-  installHandlers();
-  DnsLayerState state;
+  // Nothing may escape to the caller (a worker of the proxy or milter): an
+  // unexpected failure (out of memory) is a temperror, so the mail is
+  // deferred, never passed (STYLE.md G9).
   try {
-    return evaluate(resolver, request, options, state);
+    return evaluate(resolver, request, options);
   } catch (const std::exception& e) {
     SpfResult out;
-    out.identity = request.sender.empty() ? "helo" : "mailfrom";
     out.status = SpfStatus::TempError;
-    out.comment = std::string("libspf2 internal error: ") + e.what();
-    out.dnsLookups = state.lookups;
-    out.dnsError = state.firstError;
+    out.identity = request.sender.empty() ? "helo" : "mailfrom";
+    out.comment = std::string("SPF internal error: ") + e.what();
+    return out;
+  } catch (...) {
+    SpfResult out;
+    out.status = SpfStatus::TempError;
+    out.comment = "SPF internal error";
     return out;
   }
 }

@@ -8,7 +8,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake pkg-config ccache ninja-build clang-format
   # libraries (DESIGN.md: Boost 1.81 for C++20 awaitables; never libboost-dev beside it)
-  libboost1.81-dev libssl-dev libre2-dev libspf2-dev libopendkim-dev libmilter-dev
+  libboost1.81-dev libssl-dev libre2-dev libopendkim-dev libmilter-dev
   libunbound-dev libevent-dev libgmime-3.0-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   libcli11-dev nlohmann-json3-dev catch2 zlib1g-dev libyaml-cpp-dev
   # real programs the integration tests and benchmarks start on loopback

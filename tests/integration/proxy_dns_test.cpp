@@ -25,8 +25,8 @@ using namespace std::chrono_literals;
 constexpr auto kTimeout = 20s;
 
 // Clients are presented by PROXY protocol headers with documentation
-// addresses: libspf2 passes every loopback client ("localhost is always
-// allowed"), and a DNSBL test needs an address the zone can list.
+// addresses, as real clients would be (not loopback), and a DNSBL test needs
+// an address the zone can list.
 constexpr const char* kListedClient = "198.51.100.7";
 constexpr const char* kCleanClient = "198.51.100.8";
 
