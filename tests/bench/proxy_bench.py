@@ -226,9 +226,11 @@ class LocalDns:
     """unbound on 127.0.0.1 that answers every name itself (a static root
     zone: NXDOMAIN), so the contrib rules' DNS facts (DNSBL, PTR, SPF) cost a
     real lookup on the first session and a warm-cache answer after that,
-    without the benchmark depending on, or querying, the internet."""
+    without the benchmark depending on, or querying, the internet.
+    `local_data`: records in zone-file syntax ("name. TXT \"...\"") that it
+    serves from that static root zone (auth_bench.py's test domain)."""
 
-    def __init__(self, children, workdir):
+    def __init__(self, children, workdir, local_data=()):
         self.port = free_port()
         config = os.path.join(workdir, "unbound.conf")
         with open(config, "w") as f:
@@ -242,7 +244,8 @@ class LocalDns:
                     '  pidfile: ""\n'
                     "  use-syslog: no\n"
                     "  do-not-query-localhost: no\n"
-                    '  local-zone: "." static\n')
+                    '  local-zone: "." static\n'
+                    + "".join(f"  local-data: '{record}'\n" for record in local_data))
         self.err_path = os.path.join(workdir, "unbound.err")
         with open(self.err_path, "wb") as err:
             self.proc = children.add(subprocess.Popen(
@@ -357,10 +360,15 @@ def prepare_rules(workdir, shipped):
 # One round
 
 
-def run_source(children, port, sessions, count, size, reuse, timeout):
-    """smtp-source to 127.0.0.1:port; returns (exit status, wall s, CPU s, stderr)."""
+def run_source(children, port, sessions, count, size, reuse, timeout, sender=SENDER,
+               message_file=None):
+    """smtp-source to 127.0.0.1:port; returns (exit status, wall s, CPU s, stderr).
+    `message_file`: send that file (LF line ends; smtp-source -F dot-stuffs
+    it and ends every line with CRLF) instead of `size` bytes of its own."""
     argv = [shutil.which("smtp-source") or "/usr/sbin/smtp-source", "-s", str(sessions),
-            "-m", str(count), "-l", str(size), "-f", SENDER, "-t", RCPT]
+            "-m", str(count)]
+    argv += ["-F", message_file] if message_file else ["-l", str(size)]
+    argv += ["-f", sender, "-t", RCPT]
     if reuse:
         argv.append("-d")
     argv.append(f"127.0.0.1:{port}")
