@@ -7,6 +7,7 @@
 #include "cli/log_command.h"
 #include "cli/milter_command.h"
 #include "cli/proxy_command.h"
+#include "cli/replay_command.h"
 #include "cli/report_command.h"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   smtpgate::cli::addCheckCommand(app, exitCode);
   smtpgate::cli::addLogCommand(app, exitCode);
   smtpgate::cli::addReportCommand(app, exitCode);
+  smtpgate::cli::addReplayCommand(app, exitCode);
   smtpgate::cli::addProxyCommand(app, exitCode);
   smtpgate::cli::addMilterCommand(app, exitCode);
   try {

@@ -71,6 +71,12 @@ void putIfSet(Json& j, const char* key, const std::string& value, Flags& flags) 
   }
 }
 
+void putListIfSet(Json& j, const char* key, const std::vector<std::string>& values, Flags& flags) {
+  if (!values.empty()) {
+    j[key] = clipList(values, key, flags);
+  }
+}
+
 Json flagArray(const std::vector<std::string_view>& keys) {
   Json out = Json::array();
   for (auto k : keys) {
@@ -201,6 +207,12 @@ std::string toJsonLine(const DecisionRecord& r) {
   j["ruleset"] = clip(r.rulesetHash, "ruleset", flags);
   j["frontend"] = clip(r.frontend, "frontend", flags);
   j["score_rules"] = clipList(r.scoreRules, "score_rules", flags);
+  if (r.transaction != 0) {
+    j["transaction"] = r.transaction;
+  }
+  putListIfSet(j, "rcpts_passed", r.rcptsPassed, flags);
+  putListIfSet(j, "rcpts_backend_refused", r.rcptsBackendRefused, flags);
+  putListIfSet(j, "facts", r.facts, flags);
   if (!flags.invalidUtf8.empty()) {
     j["invalid_utf8"] = flagArray(flags.invalidUtf8);
   }

@@ -11,11 +11,15 @@
 /// `client_ip`, `client_ptr`, `helo`, `sender`, `rcpts` (array), `stage`,
 /// `action`, `rule`, `rule_where`, `reply`, `score`, `spf`, `dkim`, `dmarc`,
 /// `message_id`, `subject`, `queue_id`, `ruleset`, `frontend`, `score_rules`
-/// (array). Empty `client_ptr`, `rule`, `rule_where`, `spf`, `dkim`, `dmarc`,
-/// `message_id`, `subject` and `queue_id` are left out to keep lines short; all
-/// other keys are always present (an empty `sender` is the null sender `<>`).
-/// Two flag keys appear only when needed: `invalid_utf8` and `truncated`, each
-/// an array naming the keys whose value was repaired or cut.
+/// (array), then the envelope keys `smtpgate replay` rebuilds a session from:
+/// `transaction` (number), `rcpts_passed`, `rcpts_backend_refused` and `facts`
+/// (arrays). Empty `client_ptr`, `rule`, `rule_where`, `spf`, `dkim`, `dmarc`,
+/// `message_id`, `subject`, `queue_id`, a zero `transaction` and the empty
+/// envelope arrays are left out to keep lines short; all other keys are always
+/// present (an empty `sender` is the null sender `<>`). Two flag keys appear
+/// only when needed: `invalid_utf8` and `truncated`, each an array naming the
+/// keys whose value was repaired or cut. Lines written before the envelope
+/// keys existed simply lack them; readers treat a missing key as empty.
 ///
 /// Log rotation: logrotate renames the file and sends SIGUSR1 (or SIGHUP,
 /// whichever the daemon routes here). `requestReopen()` only sets an atomic
@@ -34,7 +38,7 @@
 /// tries again at the next write: losing lines is worse than a late rotation.
 ///
 /// Limits: each string value is cut at `kMaxFieldBytes` bytes (on a UTF-8
-/// character boundary) and `rcpts`/`score_rules` at `kMaxListItems` entries;
+/// character boundary) and each array at `kMaxListItems` entries;
 /// cut keys are named in `truncated`. A line is therefore bounded at roughly
 /// 20 × 4 KiB plus the lists, whatever the peer sends.
 ///
@@ -51,6 +55,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -76,6 +81,17 @@ struct DecisionRecord {
   std::string rulesetHash;
   std::string frontend;                 ///< "proxy" | "milter" | "check"
   std::vector<std::string> scoreRules;  ///< ids of score rules that added
+  // The envelope, for `smtpgate replay` (Policy::record fills these; see docs/log.md).
+  /// Which MAIL FROM of the session this line belongs to (1, 2, ...); 0 before the first.
+  std::uint32_t transaction = 0;
+  /// Recipients of this transaction the rules let through since the previous
+  /// line of the session, in RCPT order; a rcpt line's own recipient is in `rcpts`.
+  std::vector<std::string> rcptsPassed;
+  /// Recipients the rules let through but the backend then refused, since the previous line.
+  std::vector<std::string> rcptsBackendRefused;
+  /// "field=value" facts of the session and transaction that no other key
+  /// holds (client.port, tls, mail.size, DNS facts that were looked up, ...).
+  std::vector<std::string> facts;
 };
 
 /// Longest string value written, in bytes; longer values are cut and flagged.

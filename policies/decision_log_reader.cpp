@@ -19,14 +19,14 @@ namespace {
 // The keys of a decision line (decision_log.h), in the order the writer puts
 // them; bit i of LogFieldMask is kKeys[i].
 
-enum class KeyKind { String, StringList, Number };
+enum class KeyKind { String, StringList, Number, Count };
 
 struct KeySpec {
   std::string_view name;
   KeyKind kind;
 };
 
-constexpr std::array<KeySpec, 24> kKeys = {{
+constexpr std::array<KeySpec, 28> kKeys = {{
     {"time", KeyKind::String},
     {"session", KeyKind::String},
     {"client_ip", KeyKind::String},
@@ -51,6 +51,12 @@ constexpr std::array<KeySpec, 24> kKeys = {{
     {"score_rules", KeyKind::StringList},
     {"invalid_utf8", KeyKind::StringList},
     {"truncated", KeyKind::StringList},
+    // Added later; the writer puts them after score_rules (findKey's hint misses
+    // them once, then finds them by search).
+    {"transaction", KeyKind::Count},
+    {"rcpts_passed", KeyKind::StringList},
+    {"rcpts_backend_refused", KeyKind::StringList},
+    {"facts", KeyKind::StringList},
 }};
 static_assert(kAllLogFields == (1U << kKeys.size()) - 1);
 
@@ -71,11 +77,11 @@ int findKey(std::string_view key, std::size_t hint) {
 
 std::string* stringSlot(LogEntry& e, std::size_t index) {
   DecisionRecord& r = e.record;
-  std::string* slots[] = {&e.timeText,  &r.session,   &r.clientIp, &r.clientPtr, &r.helo,
-                          &r.sender,    nullptr,      &r.stage,    &r.action,    &r.rule,
-                          &r.ruleWhere, &r.reply,     nullptr,     &r.spf,       &r.dkim,
-                          &r.dmarc,     &r.messageId, &r.subject,  &r.queueId,   &r.rulesetHash,
-                          &r.frontend,  nullptr,      nullptr,     nullptr};
+  std::string* slots[] = {
+      &e.timeText, &r.session, &r.clientIp,  &r.clientPtr, &r.helo,    &r.sender,      nullptr,
+      &r.stage,    &r.action,  &r.rule,      &r.ruleWhere, &r.reply,   nullptr,        &r.spf,
+      &r.dkim,     &r.dmarc,   &r.messageId, &r.subject,   &r.queueId, &r.rulesetHash, &r.frontend,
+      nullptr,     nullptr,    nullptr,      nullptr,      nullptr,    nullptr,        nullptr};
   static_assert(std::size(slots) == kKeys.size());
   return slots[index];
 }
@@ -90,6 +96,12 @@ std::vector<std::string>* listSlot(LogEntry& e, std::size_t index) {
       return &e.invalidUtf8;
     case 23:
       return &e.truncated;
+    case 25:
+      return &e.record.rcptsPassed;
+    case 26:
+      return &e.record.rcptsBackendRefused;
+    case 27:
+      return &e.record.facts;
     default:
       return nullptr;
   }
@@ -215,8 +227,29 @@ class LineScanner {
         return readStringList(wanted ? listSlot(entry_, index) : nullptr);
       case KeyKind::Number:
         return readScore(wanted);
+      case KeyKind::Count:
+        return readCount(wanted);
     }
     return false;
+  }
+
+  /// `transaction`: a whole number that fits. Anything else (a fraction, an
+  /// exponent, a negative or huge number) goes to nlohmann, which refuses it too.
+  bool readCount(bool wanted) {
+    const char* start = p_;
+    if (!skipDigits() || (p_ - start > 1 && *start == '0') ||
+        (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E'))) {
+      return false;
+    }
+    std::uint32_t n = 0;
+    const auto [ptr, ec] = std::from_chars(start, p_, n);
+    if (ec != std::errc() || ptr != p_) {
+      return false;
+    }
+    if (wanted) {
+      entry_.record.transaction = n;
+    }
+    return true;
   }
 
   bool readScore(bool wanted) {
@@ -508,6 +541,15 @@ bool assignKnown(std::size_t index, const Json& value, LogEntry& entry, bool wan
       }
       return true;
     }
+    case KeyKind::Count:
+      if (!value.is_number_unsigned() ||
+          value.get<std::uint64_t>() > std::numeric_limits<std::uint32_t>::max()) {
+        return false;
+      }
+      if (wanted) {
+        entry.record.transaction = value.get<std::uint32_t>();
+      }
+      return true;
     case KeyKind::Number:
       if (!value.is_number() && !value.is_null()) {
         return false;
@@ -539,6 +581,10 @@ void LogEntry::clear() {
   r.rcpts.clear();
   r.scoreRules.clear();
   r.score = 0;
+  r.transaction = 0;
+  r.rcptsPassed.clear();
+  r.rcptsBackendRefused.clear();
+  r.facts.clear();
   invalidUtf8.clear();
   truncated.clear();
 }

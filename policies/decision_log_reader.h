@@ -18,8 +18,10 @@
 ///  * `time` must be present and an RFC 3339 timestamp;
 ///  * a known key with the wrong type (`"session": 5`) makes the line
 ///    unreadable; string keys must be strings, `rcpts`, `score_rules`,
-///    `invalid_utf8` and `truncated` arrays of strings, `score` a number or
-///    null (null, the writer's NaN, reads as NaN);
+///    `invalid_utf8`, `truncated`, `rcpts_passed`, `rcpts_backend_refused`
+///    and `facts` arrays of strings, `score` a number or null (null, the
+///    writer's NaN, reads as NaN), `transaction` a whole number from 0 to
+///    2^32-1;
 ///  * other keys are missing = empty; unknown keys are skipped, whatever
 ///    their value; for a key given twice, the last one wins.
 ///
@@ -95,9 +97,16 @@ enum LogField : std::uint32_t {
   kFieldScoreRules = 1U << 21,
   kFieldInvalidUtf8 = 1U << 22,
   kFieldTruncated = 1U << 23,
+  kFieldTransaction = 1U << 24,
+  kFieldRcptsPassed = 1U << 25,
+  kFieldRcptsBackendRefused = 1U << 26,
+  kFieldFacts = 1U << 27,
 };
 using LogFieldMask = std::uint32_t;
-inline constexpr LogFieldMask kAllLogFields = (1U << 24) - 1;
+inline constexpr LogFieldMask kAllLogFields = (1U << 28) - 1;
+/// The envelope keys `smtpgate replay` reads (decision_log.h).
+inline constexpr LogFieldMask kEnvelopeLogFields =
+    kFieldTransaction | kFieldRcptsPassed | kFieldRcptsBackendRefused | kFieldFacts;
 
 enum class LineParse {
   Ok,          ///< `entry` holds the line

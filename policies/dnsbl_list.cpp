@@ -56,11 +56,18 @@ bool isAddress(const rules::FactValue& value) {
 }
 
 thread_local std::uint64_t tLookupFailures = 0;
+thread_local DnsblList::AnswerLog* tAnswerLog = nullptr;
 
 }  // namespace
 
 std::uint64_t DnsblList::lookupFailuresOnThisThread() {
   return tLookupFailures;
+}
+
+DnsblList::AnswerLog* DnsblList::useAnswerLogOnThisThread(AnswerLog* log) {
+  AnswerLog* previous = tAnswerLog;
+  tAnswerLog = log;
+  return previous;
 }
 
 std::shared_ptr<const DnsblList> DnsblList::build(const std::vector<rules::ListEntry>& entries,
@@ -113,26 +120,61 @@ rules::Tri DnsblList::contains(const rules::FactValue& value, std::string_view q
   return result;
 }
 
-rules::Tri DnsblList::lookup(const rules::IpAddress& addr, std::string_view qualifier) const {
-  if (!resolver_ || zone_.empty()) {
-    return rules::Tri::Unknown;
+std::optional<std::vector<rules::IpAddress>> DnsblList::answerFor(const std::string& name) const {
+  AnswerLog* log = tAnswerLog;
+  if (log != nullptr && log->replay) {
+    const auto it = log->answers.find(name);
+    if (it == log->answers.end()) {
+      log->missing.push_back(name);
+      return std::nullopt;
+    }
+    std::vector<rules::IpAddress> codes;
+    for (const std::string& text : it->second) {
+      if (auto code = rules::IpAddress::parse(text)) {
+        codes.push_back(*code);
+      }
+    }
+    return codes;
   }
-  const DnsAnswer answer = resolver_->query(queryName(addr, zone_), DnsType::A);
-  if (answer.status == DnsStatus::NxDomain || answer.status == DnsStatus::NoData) {
-    return rules::Tri::False;
+  if (!resolver_) {
+    return std::nullopt;
   }
+  const DnsAnswer answer = resolver_->query(name, DnsType::A);
   if (answer.tempFailed()) {
     ++tLookupFailures;
+    return std::nullopt;
+  }
+  std::vector<rules::IpAddress> codes;
+  for (const auto& rdata : answer.rdata) {
+    if (auto code = parseAddressRdata(rdata)) {
+      codes.push_back(*code);
+    }
+  }
+  if (log != nullptr && (log->answers.size() < kMaxLoggedAnswers || log->answers.count(name))) {
+    std::vector<std::string>& texts = log->answers[name];
+    texts.clear();
+    for (const auto& code : codes) {
+      texts.push_back(code.toString());
+    }
+  }
+  return codes;
+}
+
+rules::Tri DnsblList::lookup(const rules::IpAddress& addr, std::string_view qualifier) const {
+  if (zone_.empty()) {
+    return rules::Tri::Unknown;
+  }
+  const auto codes = answerFor(queryName(addr, zone_));
+  if (!codes) {
     return rules::Tri::Unknown;
   }
   const auto range = parseQualifier(qualifier);
   bool errorCode = false;
-  for (const auto& rdata : answer.rdata) {
-    const auto code = parseAddressRdata(rdata);
-    if (!code || !code->isV4()) {
+  for (const auto& code : *codes) {
+    if (!code.isV4()) {
       continue;
     }
-    const auto& b = code->bytes();
+    const auto& b = code.bytes();
     const std::uint32_t v = (std::uint32_t{b[12]} << 24) | (std::uint32_t{b[13]} << 16) |
                             (std::uint32_t{b[14]} << 8) | std::uint32_t{b[15]};
     if (range) {

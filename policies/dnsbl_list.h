@@ -19,6 +19,14 @@
 /// Each lookup blocks the calling thread for up to the resolver's timeout;
 /// repeated lookups are answered from the resolver's cache.
 ///
+/// Recording and replay: while a thread has an `AnswerLog` installed
+/// (`useAnswerLogOnThisThread`), every definite answer its lookups get
+/// (listed, with the A records, or not listed) is written into it, so the
+/// decision log can keep the DNSBL facts a session was judged on. With
+/// `AnswerLog::replay` set, lookups are answered from the log alone and never
+/// reach the resolver (`smtpgate replay`): a query name the log lacks is
+/// Unknown, is noted in `missing`, and does not count as a DNS failure.
+///
 /// Ownership and threads: built once by `build`, then immutable; a
 /// `std::shared_ptr<const DnsblList>` is safe to share and read concurrently.
 ///
@@ -32,6 +40,7 @@
 /// optional `-N` with N 0-255 and not below the last octet).
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +72,19 @@ class DnsblList : public rules::List {
   /// DNS lookups of any DnsblList that failed temporarily on this thread so far.
   static std::uint64_t lookupFailuresOnThisThread();
 
+  /// Definite answers by query name (`queryName(addr, zone)`): the A records
+  /// as dotted quads, an empty list for "not listed" (NXDOMAIN, no data).
+  struct AnswerLog {
+    std::map<std::string, std::vector<std::string>, std::less<>> answers;
+    bool replay = false;               ///< answer from `answers` only, never ask DNS
+    std::vector<std::string> missing;  ///< replay: query names asked for but not in `answers`
+  };
+  /// At most this many answers are recorded per log (a session asks a few).
+  static constexpr std::size_t kMaxLoggedAnswers = 32;
+  /// Installs `log` (null: none) for this thread's lookups; returns the one
+  /// it replaces, for the caller to put back.
+  static AnswerLog* useAnswerLogOnThisThread(AnswerLog* log);
+
   /// Sets the zone from `entry`; false (and an error) if the entry is not a
   /// domain name or a zone is already set (unless it is the same zone).
   bool add(const rules::ListEntry& entry, rules::Diagnostics& diags);
@@ -93,6 +115,8 @@ class DnsblList : public rules::List {
 
  private:
   rules::Tri lookup(const rules::IpAddress& addr, std::string_view qualifier) const;
+  /// The A records for `name` (empty: not listed); nullopt when unknown.
+  std::optional<std::vector<rules::IpAddress>> answerFor(const std::string& name) const;
 
   std::string zone_;
   std::shared_ptr<DnsResolver> resolver_;

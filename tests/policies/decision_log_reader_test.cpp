@@ -114,6 +114,10 @@ void requireSame(const LogEntry& a, const LogEntry& b) {
   CHECK(x.scoreRules == y.scoreRules);
   CHECK(a.invalidUtf8 == b.invalidUtf8);
   CHECK(a.truncated == b.truncated);
+  CHECK(x.transaction == y.transaction);
+  CHECK(x.rcptsPassed == y.rcptsPassed);
+  CHECK(x.rcptsBackendRefused == y.rcptsBackendRefused);
+  CHECK(x.facts == y.facts);
 }
 
 const std::string kT = R"("time":"2026-11-23T09:01:02.345Z")";
@@ -217,6 +221,19 @@ TEST_CASE("log reader: scanner and nlohmann agree on tricky lines", "[log_reader
       {"{" + kT + R"(,"rcpts":[1]})", LineParse::Unreadable, false},
       {"{" + kT + R"(,"score":"1"})", LineParse::Unreadable, false},
       {"{" + kT + R"(,"score_rules":[["a"]]})", LineParse::Unreadable, false},
+      // the envelope keys: `transaction` is a whole number that fits 32 bits
+      {"{" + kT + R"(,"transaction":2,"rcpts_passed":["a"],"facts":["tls=false"]})", LineParse::Ok,
+       true},
+      {"{" + kT + R"(,"transaction":0})", LineParse::Ok, true},
+      {"{" + kT + R"(,"transaction":4294967295})", LineParse::Ok, true},
+      {"{" + kT + R"(,"transaction":4294967296})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"transaction":-1})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"transaction":1.5})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"transaction":1e2})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"transaction":"1"})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"transaction":null})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"facts":"tls=false"})", LineParse::Unreadable, false},
+      {"{" + kT + R"(,"rcpts_backend_refused":[2]})", LineParse::Unreadable, false},
   };
   for (const Case& c : cases) {
     INFO(c.line);
@@ -253,6 +270,16 @@ TEST_CASE("log reader: decoded values of the tricky lines", "[log_reader]") {
   CHECK(e.record.score == -150);
   CHECK(e.record.session.empty());  // missing = empty
   CHECK(e.record.rcpts.empty());
+  CHECK(e.record.transaction == 0);  // a line from before the envelope keys
+  CHECK(e.record.facts.empty());
+  REQUIRE(parseDecisionLine("{" + kT +
+                                R"(,"transaction":7,"rcpts_passed":["a@x","b@x"],)"
+                                R"("rcpts_backend_refused":["b@x"],"facts":["mail.size=10"]})",
+                            e) == LineParse::Ok);
+  CHECK(e.record.transaction == 7);
+  CHECK(e.record.rcptsPassed == std::vector<std::string>{"a@x", "b@x"});
+  CHECK(e.record.rcptsBackendRefused == std::vector<std::string>{"b@x"});
+  CHECK(e.record.facts == std::vector<std::string>{"mail.size=10"});
 }
 
 TEST_CASE("log reader: only the keys asked for are decoded", "[log_reader]") {
@@ -283,6 +310,10 @@ TEST_CASE("log reader: random hostile records round-trip through both parsers", 
     r.subject = randomText(60);
     r.rcpts = {randomText(20), randomText(20)};
     r.scoreRules = {randomText(5)};
+    r.transaction = static_cast<std::uint32_t>(rng());
+    r.rcptsPassed = {randomText(20)};
+    r.rcptsBackendRefused = {randomText(20)};
+    r.facts = {randomText(20)};
     const std::string line = toJsonLine(r);
     INFO(line);
     LogEntry fast;
@@ -305,6 +336,9 @@ TEST_CASE("log reader: mutated lines never make the scanner disagree with nlohma
   r.subject = "x\x01\xF0\x9F\x98\x80\xE2\x80\xA8";
   r.score = -12.5e3;
   r.scoreRules = {"a", "b"};
+  r.transaction = 12;
+  r.rcptsPassed = {"p@x"};
+  r.facts = {"tls=false"};
   const std::string seed = toJsonLine(r);
   const std::string alphabet = "{}[]\":,\\u0123456789abcdefnrtlsE+-. \xC3\xA9\xED\xA0\x80\x01";
   std::mt19937 rng(1234);
