@@ -127,6 +127,27 @@ sfsistat answer(SMFICTX* ctx, const Response& response) {
   return response.status;
 }
 
+/// Makes the header changes of an end-of-message Response, in its order.
+/// False if libmilter refused one (a lost MTA connection, or an action the
+/// MTA did not grant): the caller then fails closed rather than let a forged
+/// Authentication-Results through.
+bool changeHeaders(SMFICTX* ctx, const std::vector<HeaderChange>& changes) {
+  for (const HeaderChange& change : changes) {
+    std::string name = change.name;  // libmilter takes char*
+    std::string value = change.value;
+    int rc = change.kind == HeaderChange::Kind::Delete
+                 ? smfi_chgheader(ctx, name.data(), change.index, nullptr)
+                 : smfi_insheader(ctx, change.index, name.data(), value.data());
+    if (rc != MI_SUCCESS) {
+      fmt::print(stderr, "smtpgate milter: libmilter refused to {} header {} #{}\n",
+                 change.kind == HeaderChange::Kind::Delete ? "delete" : "insert", name,
+                 change.index);
+      return false;
+    }
+  }
+  return true;
+}
+
 /// Exceptions must not cross into C: a failing callback tempfails (fail
 /// closed; Postfix retries later), and says why on stderr.
 template <typename F>
@@ -150,19 +171,31 @@ std::uint16_t parsePort(std::string_view text, std::uint16_t fallback) {
 // ---------------------------------------------------------------------------
 // The callbacks, in protocol order.
 
-sfsistat onNegotiate(SMFICTX* ctx, unsigned long /*f0*/, unsigned long f1, unsigned long,
-                     unsigned long, unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
+sfsistat onNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
+                     unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
                      unsigned long* pf3) {
   return guarded("negotiate", [&] {
     if (sessionOf(ctx) == nullptr) {
       gServer->openSessions.fetch_add(1, std::memory_order_relaxed);
     }
     MilterSession* s = newSession(ctx);
-    s->setProtocolFlags(protocolFlags(f1, s->needsMessage()));
-    // Actions: none yet. HOOK (Authentication-Results, issue 4/5): when the
-    // Policy reports authentication results, ask for SMFIF_ADDHDRS |
-    // SMFIF_CHGHDRS here (masked with f0) and change headers in onEom.
-    *pf0 = 0;
+    // Header changes (our Authentication-Results added, forged ones deleted)
+    // need the actions and the header fields, whatever the rules read.
+    const bool edits = s->policy().editsHeaders();
+    s->setProtocolFlags(protocolFlags(f1, s->needsMessage(), edits));
+    s->setActionFlags(actionFlags(f0, edits));
+    if (edits && s->actionFlags() != (SMFIF_ADDHDRS | SMFIF_CHGHDRS)) {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
+        const bool add = (s->actionFlags() & SMFIF_ADDHDRS) != 0;
+        const bool del = (s->actionFlags() & SMFIF_CHGHDRS) != 0;
+        fmt::print(stderr, "smtpgate milter: warning: the MTA does not let milters {}{}{}\n",
+                   add ? "" : "add header fields (no Authentication-Results is added)",
+                   add || del ? "" : ", nor ",
+                   del ? "" : "delete header fields (forged Authentication-Results stay)");
+      }
+    }
+    *pf0 = s->actionFlags();
     *pf1 = s->protocolFlags();
     *pf2 = 0;
     *pf3 = 0;
@@ -251,11 +284,14 @@ sfsistat onEndOfMessage(SMFICTX* ctx) {
   return guarded("eom", [&] {
     MilterSession& s = sessionFor(ctx);
     takeQueueId(ctx, s);
-    // HOOK (Authentication-Results, X-Spam-Score): header changes go here,
-    // before the final answer, once the Policy reports them. Delete forged
-    // Authentication-Results from the last index to the first (deleting
-    // front to back shifts the indexes and lets forged ones survive).
-    return answer(ctx, s.endOfMessage());
+    Response r = s.endOfMessage();
+    // Header changes are only allowed here, before the final answer; the
+    // Response lists them in order (forged Authentication-Results deleted
+    // from the last index to the first, then ours inserted).
+    if (!changeHeaders(ctx, r.headerChanges)) {
+      return SMFIS_TEMPFAIL;
+    }
+    return answer(ctx, r);
   });
 }
 

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "rules/ascii.h"
+
 namespace smtpgate::milter {
 
 namespace {
@@ -86,14 +88,28 @@ std::string escapeReplyText(std::string_view text) {
   return out;
 }
 
-unsigned long protocolFlags(unsigned long offered, bool needsMessage) {
-  unsigned long wanted = SMFIP_NOUNKNOWN | SMFIP_NODATA;
+unsigned long protocolFlags(unsigned long offered, bool needsMessage, bool editsHeaders) {
+  // Not SMFIP_NODATA, though we have no DATA callback: with it Postfix still
+  // sends the DATA stage's macros, a small write that needs no reply, and
+  // then the message in a second write, which Nagle holds until our kernel's
+  // delayed ACK (40 ms) of the first; with the DATA event libmilter answers
+  // CONTINUE at once and nothing waits (milter_server.h, "Nagle").
+  unsigned long wanted = SMFIP_NOUNKNOWN;
   if (needsMessage) {
-    wanted |= SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_HDR_LEADSPC | SMFIP_SKIP;
+    wanted |= SMFIP_NR_EOH | SMFIP_SKIP;
   } else {
-    wanted |= SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NOBODY;
+    wanted |= SMFIP_NOEOH | SMFIP_NOBODY;
+  }
+  if (needsMessage || editsHeaders) {
+    wanted |= SMFIP_NR_HDR | SMFIP_HDR_LEADSPC;
+  } else {
+    wanted |= SMFIP_NOHDRS;
   }
   return wanted & offered;
+}
+
+unsigned long actionFlags(unsigned long offered, bool editsHeaders) {
+  return editsHeaders ? (SMFIF_ADDHDRS | SMFIF_CHGHDRS) & offered : 0;
 }
 
 std::string_view stripAngleBrackets(std::string_view arg) {
@@ -143,6 +159,8 @@ Response MilterSession::envelopeFrom(const std::vector<std::string_view>& args) 
   // queue id the glue set for this MAIL stays).
   policy_.onReset();
   message_.clear();
+  fieldsSeen_.clear();
+  removedFields_.clear();
   std::string_view sender = args.empty() ? std::string_view() : stripAngleBrackets(args[0]);
   Verdict v = policy_.onMail(sender, mailSizeParameter(args));
   log(v);
@@ -169,6 +187,16 @@ bool MilterSession::keepingMessage() const {
 }
 
 void MilterSession::header(std::string_view name, std::string_view value) {
+  // Counted whatever the rules read: the MTA numbers the fields of each
+  // name from 1, comparing names in any case.
+  std::string_view trimmed = name;
+  while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) {
+    trimmed.remove_suffix(1);
+  }
+  const int index = ++fieldsSeen_[rules::asciiLower(trimmed)];
+  if (policy_.removesIncoming(name, value)) {
+    removedFields_.emplace_back(std::string(trimmed), index);
+  }
   if (!keepingMessage()) {
     return;
   }
@@ -202,8 +230,33 @@ Response MilterSession::endOfMessage() {
     logDelivery(v);
   }
   Response r = toResponse(v);
+  if (!v.refuses()) {
+    r.headerChanges = headerChanges();  // before endTransaction: reads the results
+  }
   endTransaction();
   return r;
+}
+
+std::vector<HeaderChange> MilterSession::headerChanges() const {
+  std::vector<HeaderChange> changes;
+  if (!policy_.editsHeaders()) {
+    return changes;
+  }
+  if ((actionFlags_ & SMFIF_CHGHDRS) != 0) {
+    // Last to first: a deletion renumbers the later fields of its name.
+    for (auto it = removedFields_.rbegin(); it != removedFields_.rend(); ++it) {
+      changes.push_back({HeaderChange::Kind::Delete, it->first, it->second, {}});
+    }
+  }
+  if ((actionFlags_ & SMFIF_ADDHDRS) != 0) {
+    // Each goes to the same index, so the topmost field is inserted last.
+    const std::vector<policies::AddedHeader> added = policy_.headersToAdd();
+    const char* space = (protocolFlags_ & SMFIP_HDR_LEADSPC) != 0 ? " " : "";
+    for (auto it = added.rbegin(); it != added.rend(); ++it) {
+      changes.push_back({HeaderChange::Kind::Insert, it->name, kInsertIndex, space + it->value});
+    }
+  }
+  return changes;
 }
 
 void MilterSession::abort() {
@@ -215,6 +268,8 @@ void MilterSession::endTransaction() {
   message_.clear();
   message_.shrink_to_fit();
   queueId_.clear();
+  fieldsSeen_.clear();
+  removedFields_.clear();
 }
 
 void MilterSession::log(const Verdict& verdict) {

@@ -1,5 +1,7 @@
 #include "policies/authentication_results.h"
 
+#include "policies/added_header.h"
+
 #include <algorithm>
 #include <cctype>
 #include <utility>
@@ -180,8 +182,18 @@ bool claimsAuthservId(std::string_view value, std::string_view authservId) {
   return !ours.empty() && normalId(id) == ours;
 }
 
+bool isAuthenticationResultsName(std::string_view name) {
+  return headerNameIs(name, kAuthenticationResults);
+}
+
 HeaderBlockRewrite withoutForgedAuthenticationResults(std::string_view message,
                                                       std::string_view authservId) {
+  return withoutHeaderFields(message, [authservId](std::string_view name, std::string_view value) {
+    return isAuthenticationResultsName(name) && claimsAuthservId(value, authservId);
+  });
+}
+
+HeaderBlockRewrite withoutHeaderFields(std::string_view message, const HeaderFieldTest& remove) {
   HeaderBlockRewrite out;
   // Each field: [start, end) covering its first line and continuation lines.
   std::vector<std::pair<std::size_t, std::size_t>> forged;
@@ -194,17 +206,7 @@ HeaderBlockRewrite withoutForgedAuthenticationResults(std::string_view message,
     std::string_view field = message.substr(fieldStart, end - fieldStart);
     const std::size_t colon = field.find(':');
     if (colon != std::string_view::npos) {
-      std::string_view name = field.substr(0, colon);
-      while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) {
-        name.remove_suffix(1);
-      }
-      if (name.size() == kAuthenticationResults.size() &&
-          std::equal(name.begin(), name.end(), kAuthenticationResults.begin(),
-                     [](char a, char b) {
-                       return std::tolower(static_cast<unsigned char>(a)) ==
-                              std::tolower(static_cast<unsigned char>(b));
-                     }) &&
-          claimsAuthservId(field.substr(colon + 1), authservId)) {
+      if (remove(field.substr(0, colon), field.substr(colon + 1))) {
         forged.emplace_back(fieldStart, end);
       }
     }

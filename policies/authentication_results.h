@@ -20,6 +20,7 @@
 ///
 /// Pure functions; thread-safe.
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,10 @@ std::string authenticationResultsValue(std::string_view authservId, const AuthRe
 /// names `authservId` as its authserv-id.
 bool claimsAuthservId(std::string_view value, std::string_view authservId);
 
+/// True if `name` is "Authentication-Results", in any case, blanks before
+/// the colon ignored (how MTAs compare field names).
+bool isAuthenticationResultsName(std::string_view name);
+
 /// A message's header block with the forged Authentication-Results fields
 /// taken out, for a frontend that rewrites the message (the proxy).
 struct HeaderBlockRewrite {
@@ -61,5 +66,13 @@ struct HeaderBlockRewrite {
 /// copied; the body is never touched.
 HeaderBlockRewrite withoutForgedAuthenticationResults(std::string_view message,
                                                       std::string_view authservId);
+
+/// Decides whether a header field goes: its name as written (trailing blanks
+/// included) and its value, continuation lines and all.
+using HeaderFieldTest = std::function<bool(std::string_view name, std::string_view value)>;
+
+/// The header block of `message` without the fields `remove` picks; only
+/// the header block is read and copied.
+HeaderBlockRewrite withoutHeaderFields(std::string_view message, const HeaderFieldTest& remove);
 
 }  // namespace smtpgate::policies

@@ -665,6 +665,14 @@ void applyDkimMaxSignatures(Ctx& c, const toml::node& n, Config& cfg) {
   cfg.dkim.maxSignatures = static_cast<std::size_t>(i->get());
 }
 
+void applyHeadersSpamScore(Ctx& c, const toml::node& n, Config& cfg) {
+  if (const auto* b = n.as_boolean()) {
+    cfg.headers.spamScore = b->get();
+  } else {
+    typeError(c, n, "headers.spam_score", "a boolean (true or false)");
+  }
+}
+
 void applyAuthServId(Ctx& c, const toml::node& n, Config& cfg) {
   auto v = getString(c, n, "auth.authserv_id");
   if (!v) {
@@ -785,6 +793,7 @@ constexpr KeySpec kDnsKeys[] = {{"servers", applyDnsServers}, {"timeout", applyD
 constexpr KeySpec kFailureKeys[] = {{"dns", applyFailureDns}};
 constexpr KeySpec kDkimKeys[] = {{"max_signatures", applyDkimMaxSignatures}};
 constexpr KeySpec kAuthKeys[] = {{"authserv_id", applyAuthServId}};
+constexpr KeySpec kHeadersKeys[] = {{"spam_score", applyHeadersSpamScore}};
 constexpr KeySpec kRulesKeys[] = {
     {"files", applyRulesFiles}, {"mode", applyRulesMode}, {"watch", applyRulesWatch}};
 constexpr KeySpec kLogKeys[] = {{"decisions", applyLogDecisions}};
@@ -800,6 +809,7 @@ constexpr SectionSpec kSections[] = {
     {"failure", kFailureKeys},
     {"dkim", kDkimKeys},
     {"auth", kAuthKeys},
+    {"headers", kHeadersKeys},
 };
 
 template <typename T>

@@ -124,6 +124,13 @@ struct AuthConfig {
   std::string authservId;  ///< empty: proxy.hostname, else the system's host name
 };
 
+/// [headers]: header fields added to the messages let through.
+struct HeadersConfig {
+  /// X-Spam-Score and X-Spam-Rules (the transaction's score and the score
+  /// rules that added to it); incoming ones are removed.
+  bool spamScore = false;
+};
+
 struct RulesConfig {
   std::vector<std::string> files;  ///< absolute glob(3) patterns, in file order
   RulesMode mode = RulesMode::Enforce;
@@ -148,6 +155,7 @@ struct Config {
   FailureConfig failure;
   DkimConfig dkim;
   AuthConfig auth;
+  HeadersConfig headers;
   RulesConfig rules;
   LogConfig log;
   MetricsConfig metrics;

@@ -5,7 +5,9 @@
 /// rcpt refuses that recipient only; an accepted message reaches the sink and
 /// the decision log has its "deliver" line with Postfix's queue id; dry-run
 /// delivers and logs "would-reject"; with the milter down, Postfix's
-/// milter_default_action (tempfail) applies; SIGUSR2 reloads the rules.
+/// milter_default_action (tempfail) applies; SIGUSR2 reloads the rules; a
+/// message let through gets our Authentication-Results right below
+/// Postfix's own Received header, and loses forged ones (issue 5).
 ///
 /// Every case has its own TempDirs, Postfix and smtpgate milter, so `ctest -j`
 /// runs them side by side; every wait has a deadline of at most 20 s.
@@ -32,6 +34,10 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 constexpr auto kTimeout = 20s;
+
+/// [auth] authserv_id of every milter here: the Authentication-Results it
+/// adds start with it, and incoming ones claiming it are forged.
+constexpr const char* kAuthservId = "mx.smtpgate.test";
 
 /// The rules every case loads: one refusal per stage, each with its own
 /// reply; the '%' in two of them checks smfi_setreply's escaping.
@@ -61,7 +67,8 @@ class MilterProcess {
       port_ = port != 0 ? port : freePort();
       writeFile(configPath(), "[milter]\nsocket = \"inet:" + std::to_string(port_) +
                                   "@127.0.0.1\"\n[rules]\nfiles = [\"local.rules\"]\nmode = \"" +
-                                  mode_ + "\"\n[log]\ndecisions = \"decisions.jsonl\"\n");
+                                  mode_ + "\"\n[log]\ndecisions = \"decisions.jsonl\"\n" +
+                                  "[auth]\nauthserv_id = \"" + kAuthservId + "\"\n");
       process_ = std::make_unique<ChildProcess>(
           std::vector<std::string>{SMTPGATE_BINARY, "milter", "-c", configPath()},
           dir_.file("smtpgate.log"));
@@ -164,6 +171,39 @@ const json* findDecision(const std::vector<json>& lines, const std::string& stag
     }
   }
   return nullptr;
+}
+
+/// The header fields of `data` (as SinkMessage::data: LF line ends), in
+/// order, each with its continuation lines ("\n\t...") kept.
+std::vector<std::string> headerFields(const std::string& data) {
+  std::vector<std::string> fields;
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    std::size_t end = data.find('\n', pos);
+    std::string line = data.substr(pos, end == std::string::npos ? end : end - pos);
+    pos = end == std::string::npos ? data.size() : end + 1;
+    if (line.empty()) {
+      break;  // the end of the header block
+    }
+    if ((line[0] == ' ' || line[0] == '\t') && !fields.empty()) {
+      fields.back() += "\n" + line;
+    } else {
+      fields.push_back(line);
+    }
+  }
+  return fields;
+}
+
+/// The fields named Authentication-Results (in any case), in order.
+std::vector<std::string> authenticationResults(const std::vector<std::string>& fields) {
+  std::vector<std::string> out;
+  for (const auto& f : fields) {
+    static const std::regex kName("^authentication-results[ \t]*:", std::regex::icase);
+    if (std::regex_search(f, kName)) {
+      out.push_back(f);
+    }
+  }
+  return out;
 }
 
 std::string queuedAs(const std::string& transcript) {
@@ -306,6 +346,76 @@ TEST_CASE("milter: dry-run delivers and logs would-reject", "[milter]") {
   REQUIRE(gate.postfix->sink().waitForMessages(1, deadlineIn(kTimeout)));
   auto lines = gate.milter.waitForDecisions(2);
   CHECK(findDecision(lines, "mail", "would-reject") != nullptr);
+  CHECK(findDecision(lines, "data", "deliver") != nullptr);
+  // A would-be refusal is let through like an accepted message: with ours.
+  auto fields = headerFields(gate.postfix->sink().messages().at(0).data);
+  INFO(gate.postfix->sink().messages().at(0).data);
+  REQUIRE(fields.size() >= 2);
+  CHECK_THAT(fields[0], Catch::StartsWith("Received: from client.example.org "));
+  CHECK(fields[1] == std::string("Authentication-Results: ") + kAuthservId + "; none");
+}
+
+TEST_CASE("milter: forged Authentication-Results are removed and ours goes below Received",
+          "[milter]") {
+  SKIP_WITHOUT_POSTFIX();
+  // Once with a rule reading the message (kRules), once with none: then the
+  // milter asks for the header fields only to find forged ones.
+  const std::string rules =
+      GENERATE(std::string(kRules),
+               std::string("rule bad-sender on mail when sender ~ /^spammer@/ then reject\n"));
+  Gate gate(rules);
+  // Authentication-Results #1 and #3 claim our authserv-id (the second in
+  // another case, with a comment and a final dot); #2 is another host's and
+  // stays. Deleting front to back (#1, then #3 — by then only two are left)
+  // would let the second forged one through.
+  const std::string message = std::string("Authentication-Results: ") + kAuthservId +
+                              "; spf=pass smtp.mailfrom=forged-one@example.org\r\n"
+                              "From: <sender@example.org>\r\n"
+                              "Authentication-Results: other.example;\r\n"
+                              "\tdkim=pass header.d=example.org\r\n"
+                              "To: <user@example.com>\r\n"
+                              "Subject: forged results\r\n"
+                              "Authentication-Results: (forged) MX.SMTPGATE.TEST.; dkim=pass "
+                              "header.d=forged-two.example\r\n"
+                              "Message-ID: <forged-results@example.org>\r\n"
+                              "Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n"
+                              "\r\n"
+                              "the body\r\n";
+  SmtpClient client;
+  auto deadline = deadlineIn(kTimeout);
+  client.connect(gate.postfix->host(), gate.postfix->port(), deadline);
+  REQUIRE(client.readBanner(deadline).code == 220);
+  REQUIRE(client.command("EHLO client.example.org", deadline).code == 250);
+  REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  client.send(message + ".\r\n");
+  SmtpReply queued = client.readReply(deadline);
+  INFO(queued.raw << gate.milter.log());
+  REQUIRE(queued.code == 250);
+  client.command("QUIT", deadline);
+
+  REQUIRE(gate.postfix->sink().waitForMessages(1, deadlineIn(kTimeout)));
+  const std::string data = gate.postfix->sink().messages().at(0).data;
+  INFO(data);
+  auto fields = headerFields(data);
+  // Postfix's own Received header stays on top (Postfix hides it from
+  // milters); ours comes right below it, and is the first
+  // Authentication-Results. Of the incoming ones only the foreign one is
+  // left, unchanged and after ours.
+  REQUIRE(fields.size() >= 2);
+  CHECK(std::regex_search(fields[0], std::regex("^Received: from client\\.example\\.org "
+                                                "\\([^)]*\\[127\\.0\\.0\\.1\\]\\)\\n\\tby "
+                                                "backend\\.test \\(Postfix\\)")));
+  CHECK(fields[1] == std::string("Authentication-Results: ") + kAuthservId + "; none");
+  CHECK(authenticationResults(fields) ==
+        std::vector<std::string>{fields[1],
+                                 "Authentication-Results: other.example;\n\tdkim=pass "
+                                 "header.d=example.org"});
+  CHECK(data.find("forged-one") == std::string::npos);
+  CHECK(data.find("forged-two") == std::string::npos);
+  CHECK_THAT(data, Catch::EndsWith("\n\nthe body\n"));
+  auto lines = gate.milter.waitForDecisions(1);
   CHECK(findDecision(lines, "data", "deliver") != nullptr);
 }
 

@@ -119,18 +119,44 @@ TEST_CASE("reply text is escaped, control characters removed, length bounded", "
 
 TEST_CASE("protocol flags switch off what the rules don't need", "[milter]") {
   const unsigned long all = 0x001FFFFF;
-  unsigned long noMessage = milter::protocolFlags(all, false);
-  CHECK((noMessage & SMFIP_NOHDRS) != 0);
-  CHECK((noMessage & SMFIP_NOBODY) != 0);
-  CHECK((noMessage & SMFIP_NOEOH) != 0);
-  CHECK((noMessage & (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT)) == 0);
-  unsigned long message = milter::protocolFlags(all, true);
-  CHECK((message & (SMFIP_NOHDRS | SMFIP_NOBODY | SMFIP_NOEOH)) == 0);
-  CHECK((message & SMFIP_NR_HDR) != 0);
-  CHECK((message & SMFIP_HDR_LEADSPC) != 0);
+  unsigned long nothing = milter::protocolFlags(all, false, false);
+  CHECK((nothing & SMFIP_NOHDRS) != 0);
+  CHECK((nothing & SMFIP_NOBODY) != 0);
+  CHECK((nothing & SMFIP_NOEOH) != 0);
+  CHECK((nothing & (SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT)) == 0);
+  // No rule reads the message, but forged Authentication-Results must be
+  // found: the header fields come, the body does not.
+  unsigned long headersOnly = milter::protocolFlags(all, false, true);
+  CHECK((headersOnly & SMFIP_NOHDRS) == 0);
+  CHECK((headersOnly & SMFIP_NR_HDR) != 0);
+  CHECK((headersOnly & SMFIP_HDR_LEADSPC) != 0);
+  CHECK((headersOnly & SMFIP_NOBODY) != 0);
+  CHECK((headersOnly & SMFIP_NOEOH) != 0);
+  for (bool edits : {false, true}) {
+    unsigned long message = milter::protocolFlags(all, true, edits);
+    CHECK((message & (SMFIP_NOHDRS | SMFIP_NOBODY | SMFIP_NOEOH)) == 0);
+    CHECK((message & SMFIP_NR_HDR) != 0);
+    CHECK((message & SMFIP_HDR_LEADSPC) != 0);
+  }
+  // Never SMFIP_NODATA: Postfix would send the DATA macros alone and Nagle
+  // would hold the message behind them for a delayed ACK (milter_server.h).
+  for (bool needsMessage : {false, true}) {
+    for (bool edits : {false, true}) {
+      CHECK((milter::protocolFlags(all, needsMessage, edits) & SMFIP_NODATA) == 0);
+    }
+  }
   // Never more than the MTA offers.
-  CHECK(milter::protocolFlags(SMFIP_NOBODY, false) == SMFIP_NOBODY);
-  CHECK(milter::protocolFlags(0, true) == 0);
+  CHECK(milter::protocolFlags(SMFIP_NOBODY, false, false) == SMFIP_NOBODY);
+  CHECK(milter::protocolFlags(0, true, true) == 0);
+}
+
+TEST_CASE("header actions are asked for when the policy edits headers, as far as offered",
+          "[milter]") {
+  const unsigned long all = 0x1FF;
+  CHECK(milter::actionFlags(all, true) == (SMFIF_ADDHDRS | SMFIF_CHGHDRS));
+  CHECK(milter::actionFlags(all, false) == 0);
+  CHECK(milter::actionFlags(SMFIF_ADDHDRS | SMFIF_ADDRCPT, true) == SMFIF_ADDHDRS);
+  CHECK(milter::actionFlags(0, true) == 0);
 }
 
 TEST_CASE("the message is rebuilt from header and body callbacks", "[milter]") {
@@ -189,4 +215,220 @@ TEST_CASE("log lines: refusals, would-be refusals and deliveries, with the queue
   REQUIRE(log.lines.size() == 3);
   CHECK(log.lines[2].queueId.empty());
   CHECK(log.lines[2].rcpts == std::vector<std::string>{"y@example.com"});
+}
+
+namespace {
+
+using milter::HeaderChange;
+
+policies::PolicyOptions withAuthservId(bool dryRun = false) {
+  policies::PolicyOptions o;
+  o.dryRun = dryRun;
+  o.authservId = "mx.test.example";
+  return o;
+}
+
+/// A session as negotiated with Postfix (header actions granted, header
+/// values with their leading space), connected and greeted.
+void open(MilterSession& s) {
+  s.setProtocolFlags(SMFIP_HDR_LEADSPC);
+  s.setActionFlags(SMFIF_ADDHDRS | SMFIF_CHGHDRS);
+  s.connect(rules::IpAddress::parse("192.0.2.1"), 1, 25);
+  s.helo("h.example.org", {});
+}
+
+void envelope(MilterSession& s) {
+  s.envelopeFrom({"<a@example.org>"});
+  s.envelopeRecipient({"<b@example.com>"});
+}
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+/// Makes `changes` on `fields` the way libmilter defines them (and Postfix
+/// implements them): a deletion's index counts the fields of that name from
+/// 1, case-insensitively; an insertion's index counts all fields from 0.
+Fields applyChanges(Fields fields, const std::vector<HeaderChange>& changes) {
+  for (const auto& c : changes) {
+    if (c.kind == HeaderChange::Kind::Insert) {
+      fields.insert(fields.begin() + std::min<std::size_t>(c.index, fields.size()),
+                    {c.name, c.value});
+      continue;
+    }
+    int seen = 0;
+    for (auto it = fields.begin(); it != fields.end(); ++it) {
+      if (policies::headerNameIs(it->first, c.name) && ++seen == c.index) {
+        fields.erase(it);
+        break;
+      }
+    }
+  }
+  return fields;
+}
+
+}  // namespace
+
+TEST_CASE("forged Authentication-Results are deleted last to first, ours goes below Received",
+          "[milter]") {
+  // Forged (ours, case and trailing dot aside), foreign, forged: deleting
+  // #1 then #3 front to back would miss the second forged one.
+  const Fields incoming = {
+      {"Authentication-Results", " mx.test.example; spf=pass smtp.mailfrom=x@example.org"},
+      {"Authentication-Results", " other.example; dkim=pass header.d=example.org"},
+      {"Subject", " hi"},
+      {"authentication-results", " (forged) MX.TEST.EXAMPLE.; dkim=pass header.d=paypal.com"},
+  };
+  // With and without a rule reading the message.
+  for (const char* rules : {"rule m on mail when sender ~ /^x@/ then reject\n",
+                            "rule s on data when header.subject ~ /v1agra/ then reject\n"}) {
+    INFO(rules);
+    MilterSession s(load(rules), withAuthservId(), nullptr);
+    open(s);
+    envelope(s);
+    for (const auto& [name, value] : incoming) {
+      s.header(name, value);
+    }
+    s.endOfHeaders();
+    s.body("text\r\n");
+    Response r = s.endOfMessage();
+    CHECK(r.status == SMFIS_ACCEPT);
+    REQUIRE(r.headerChanges.size() == 3);
+    CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Delete);
+    CHECK(policies::isAuthenticationResultsName(r.headerChanges[0].name));
+    CHECK(r.headerChanges[0].index == 3);
+    CHECK(r.headerChanges[1].kind == HeaderChange::Kind::Delete);
+    CHECK(r.headerChanges[1].index == 1);
+    CHECK(r.headerChanges[2].kind == HeaderChange::Kind::Insert);
+    CHECK(r.headerChanges[2].index == milter::kInsertIndex);
+    CHECK(r.headerChanges[2].name == "Authentication-Results");
+    CHECK(r.headerChanges[2].value == " mx.test.example; none");  // HDR_LEADSPC: with its space
+
+    // The MTA's own Received header, which it hides from milters, is on top.
+    Fields atMta = incoming;
+    atMta.insert(atMta.begin(), {"Received", " from h.example.org by mta"});
+    CHECK(applyChanges(atMta, r.headerChanges) ==
+          Fields{{"Received", " from h.example.org by mta"},
+                 {"Authentication-Results", " mx.test.example; none"},
+                 {"Authentication-Results", " other.example; dkim=pass header.d=example.org"},
+                 {"Subject", " hi"}});
+    // The same deletions front to back leave a forged field behind.
+    std::vector<HeaderChange> wrongOrder = {r.headerChanges[1], r.headerChanges[0]};
+    CHECK(applyChanges(atMta, wrongOrder).size() == 4);
+  }
+}
+
+TEST_CASE("[headers] spam_score: X-Spam-Score and X-Spam-Rules added, incoming ones deleted",
+          "[milter]") {
+  const char* rules =
+      "rule big on mail when sender ~ /@example\\.org$/ then score 2.5\n"
+      "rule pills on data when header.subject ~ /v1agra/ then score 1\n";
+  const Fields incoming = {
+      {"X-Spam-Score", " -100"},
+      {"Subject", " cheap v1agra"},
+      {"x-spam-rules", " none"},
+      {"X-Spam-Score ", " -50"},
+  };
+  for (bool on : {true, false}) {
+    INFO("spam_score = " << on);
+    policies::PolicyOptions options = withAuthservId();
+    options.spamHeaders = on;
+    MilterSession s(load(rules), options, nullptr);
+    open(s);
+    envelope(s);
+    for (const auto& [name, value] : incoming) {
+      s.header(name, value);
+    }
+    s.endOfHeaders();
+    s.body("text\r\n");
+    Response r = s.endOfMessage();
+    REQUIRE(r.status == SMFIS_ACCEPT);
+    Fields atMta = incoming;
+    atMta.insert(atMta.begin(), {"Received", " from h.example.org by mta"});
+    Fields expected = {{"Received", " from h.example.org by mta"},
+                       {"Authentication-Results", " mx.test.example; none"}};
+    if (on) {
+      // Ours below Authentication-Results; every incoming X-Spam-* gone
+      // (the two X-Spam-Score deleted last to first).
+      expected.push_back({"X-Spam-Score", " 3.5"});
+      expected.push_back({"X-Spam-Rules", " big, pills"});
+      expected.push_back({"Subject", " cheap v1agra"});
+    } else {
+      expected.insert(expected.end(), incoming.begin(), incoming.end());
+    }
+    CHECK(applyChanges(atMta, r.headerChanges) == expected);
+  }
+}
+
+TEST_CASE("header changes only for messages let through, per message, as negotiated", "[milter]") {
+  const char* dataReject = "rule s on data when header.subject ~ /v1agra/ then reject\n";
+  auto runMessage = [](MilterSession& s, const char* subject) {
+    envelope(s);
+    s.header("Authentication-Results", " mx.test.example; dkim=pass");
+    s.header("Subject", subject);
+    s.endOfHeaders();
+    return s.endOfMessage();
+  };
+
+  SECTION("a refused message gets none") {
+    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    open(s);
+    Response r = runMessage(s, " v1agra");
+    CHECK(r.status == SMFIS_REJECT);
+    CHECK(r.headerChanges.empty());
+  }
+  SECTION("dry-run lets the message through with them") {
+    MilterSession s(load(dataReject), withAuthservId(true), nullptr);
+    open(s);
+    Response r = runMessage(s, " v1agra");
+    CHECK(r.status == SMFIS_ACCEPT);
+    CHECK(r.headerChanges.size() == 2);
+  }
+  SECTION("forged fields of an aborted message are forgotten") {
+    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    open(s);
+    envelope(s);
+    s.header("Authentication-Results", " mx.test.example; spf=pass");
+    s.abort();
+    envelope(s);
+    s.header("Authentication-Results", " other.example; spf=pass");
+    s.endOfHeaders();
+    Response r = s.endOfMessage();
+    REQUIRE(r.headerChanges.size() == 1);
+    CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Insert);
+  }
+  SECTION("a new MAIL without an abort starts the count afresh") {
+    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    open(s);
+    envelope(s);
+    s.header("Authentication-Results", " other.example; spf=pass");
+    s.header("Authentication-Results", " mx.test.example; spf=pass");
+    Response r = runMessage(s, " hi");  // its MAIL comes without an abort
+    REQUIRE(r.headerChanges.size() == 2);
+    CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Delete);
+    CHECK(r.headerChanges[0].index == 1);
+  }
+  SECTION("only the actions the MTA granted") {
+    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    open(s);
+    s.setProtocolFlags(0);  // no HDR_LEADSPC
+    s.setActionFlags(SMFIF_ADDHDRS);
+    Response r = runMessage(s, "hi");
+    REQUIRE(r.headerChanges.size() == 1);
+    CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Insert);
+    CHECK(r.headerChanges[0].value == "mx.test.example; none");
+    s.setActionFlags(0);
+    CHECK(runMessage(s, "hi").headerChanges.empty());
+  }
+}
+
+TEST_CASE("an added header value is one line whatever it is built from", "[milter]") {
+  policies::PolicyOptions o = withAuthservId();
+  o.authservId = "mx.test.example\r\nX-Injected: yes";
+  MilterSession s(load("rule m on mail when sender ~ /^x@/ then reject\n"), o, nullptr);
+  open(s);
+  envelope(s);
+  s.endOfHeaders();
+  Response r = s.endOfMessage();
+  REQUIRE(r.headerChanges.size() == 1);
+  const std::string& value = r.headerChanges[0].value;
+  CHECK(value.find_first_of(std::string("\r\n\0", 3)) == std::string::npos);
 }

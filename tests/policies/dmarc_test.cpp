@@ -143,6 +143,52 @@ TEST_CASE("Authentication-Results: forged fields are cut from the header block o
   CHECK(clean.headerLength == 12);
 }
 
+TEST_CASE("[headers] spam_score: X-Spam-Score and X-Spam-Rules, incoming ones removed", "[auth]") {
+  policies::PolicyOptions options;
+  options.authservId = "mx.example.com";
+  auto rules = load(
+      "rule big on mail when sender ~ /@example\\.org$/ then score 2.5\n"
+      "rule pills on data when header.subject ~ /v1agra/ then score 1\n");
+  const std::string msg =
+      "X-Spam-Score: -100\r\n"
+      "Subject: cheap v1agra\r\n"
+      "x-spam-rules : none\r\n"
+      "Authentication-Results: mx.example.com; dkim=pass\r\n"
+      "\r\n"
+      "X-Spam-Score: in the body, kept\r\n";
+  for (bool on : {true, false}) {
+    INFO("spam_score = " << on);
+    options.spamHeaders = on;
+    policies::Policy p(rules, "S1", options);
+    p.onConnect({*rules::IpAddress::parse("192.0.2.1"), 40000, 25});
+    p.onHelo("client.example.net");
+    p.onMail("a@example.org");
+    p.onRcpt("bob@example.net");
+    p.onEndOfData(msg);
+    std::vector<std::string> added;
+    for (const auto& field : p.headersToAdd()) {
+      added.push_back(field.line());
+    }
+    auto cleaned =
+        policies::withoutHeaderFields(msg, [&p](std::string_view name, std::string_view value) {
+          return p.removesIncoming(name, value);
+        });
+    if (on) {
+      CHECK(added == std::vector<std::string>{"Authentication-Results: mx.example.com; none\r\n",
+                                              "X-Spam-Score: 3.5\r\n",
+                                              "X-Spam-Rules: big, pills\r\n"});
+      CHECK(cleaned.removed == 3);
+      CHECK(cleaned.headers == "Subject: cheap v1agra\r\n");
+    } else {
+      CHECK(added.size() == 1);
+      CHECK(cleaned.removed == 1);  // only the forged Authentication-Results
+      CHECK(cleaned.headers ==
+            "X-Spam-Score: -100\r\nSubject: cheap v1agra\r\nx-spam-rules : none\r\n");
+    }
+    CHECK(msg.substr(cleaned.headerLength) == "\r\nX-Spam-Score: in the body, kept\r\n");
+  }
+}
+
 TEST_CASE("Authentication-Results: the value lists what was checked", "[auth]") {
   policies::AuthResults none;
   CHECK(policies::authenticationResultsValue("mx.example.com", none) == "mx.example.com; none");
