@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "policies/config.h"
+#include "policies/dns_cache.h"
 
 namespace smtpgate::policies {
 
@@ -66,6 +67,31 @@ bool plausibleName(std::string_view name) {
     start = dot + 1;
   }
   return true;
+}
+
+/// This thread's cache-only mode (DnsResolver::CacheOnlyScope).
+struct CacheOnlyState {
+  bool active = false;
+  bool quiet = false;   ///< a miss answers TempFail instead of throwing
+  bool missed = false;  ///< a lookup in the current scope was not cached
+};
+thread_local CacheOnlyState tCacheOnly;
+
+const DnsAnswer kNotCached{DnsStatus::TempFail, {}, "not cached (cache-only attempt)"};
+
+/// How long our cache may keep `answer`, from the message libunbound got.
+std::chrono::seconds cacheTtl(const DnsAnswer& answer, const ub_result* result) {
+  if (result == nullptr || answer.tempFailed() || result->bogus != 0) {
+    return std::chrono::seconds::zero();
+  }
+  if (answer.ok()) {
+    return std::chrono::seconds(std::max(result->ttl, 0));
+  }
+  if (result->answer_packet == nullptr || result->answer_len <= 0) {
+    return DnsCache::kNegativeTtlWithoutSoa;
+  }
+  return DnsCache::negativeTtl(std::string_view(static_cast<const char*>(result->answer_packet),
+                                                static_cast<std::size_t>(result->answer_len)));
 }
 
 DnsAnswer fromUnbound(int err, ub_result* result) {
@@ -119,6 +145,8 @@ std::string_view toString(DnsStatus status) {
 /// callback ran or the query was cancelled.
 struct Pending {
   DnsResolver::Impl* owner = nullptr;
+  std::string name;  ///< for the cache
+  DnsType type = DnsType::A;
   DnsResolver::Clock::time_point deadline;
   DnsResolver::Callback done;
   int asyncId = 0;
@@ -134,6 +162,7 @@ struct DnsResolver::Impl {
   std::chrono::milliseconds timeout{5000};
   std::function<void(std::chrono::duration<double>)> observeLatency;
   std::string description;
+  DnsCache cache;
   int wakeRead = -1;
   int wakeWrite = -1;
   std::thread pump;
@@ -184,21 +213,28 @@ struct DnsResolver::Impl {
     [[maybe_unused]] auto n = ::write(wakeWrite, &c, 1);  // full pipe: already woken
   }
 
+  explicit Impl(std::size_t cacheEntries) : cache(cacheEntries) {}
+
+  /// Hands a (valid, uncached) query to libunbound.
+  void submit(std::string_view name, DnsType type, Clock::time_point deadline, Callback done);
+
   static void onResult(void* mydata, int err, ub_result* result) {
     auto* holder = static_cast<Holder*>(mydata);
     PendingPtr p = *holder;
     DnsAnswer answer = fromUnbound(err, result);
+    Impl& self = *p->owner;
+    // Late answers too: a query that timed out for its caller still warms the cache.
+    self.cache.store(p->name, p->type, answer, cacheTtl(answer, result), Clock::now());
     if (result != nullptr) {
       ub_resolve_free(result);
     }
-    Impl& self = *p->owner;
     Callback done;
     {
       std::lock_guard lock(self.mutex);
       self.holders.erase(holder);
       delete holder;
       if (p->finished) {
-        return;  // timed out earlier; this late answer only warms the cache
+        return;  // timed out earlier; this late answer only warms the caches
       }
       p->finished = true;
       done = std::move(p->done);
@@ -289,7 +325,7 @@ DnsResolver::~DnsResolver() = default;
 
 std::shared_ptr<DnsResolver> DnsResolver::create(const DnsResolverOptions& options,
                                                  std::string& error) {
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_unique<Impl>(options.cacheEntries);
   impl->timeout = options.timeout;
   impl->observeLatency = options.observeLatency;
   impl->ctx = ub_ctx_create();
@@ -366,9 +402,46 @@ void DnsResolver::queryAsync(std::string_view name, DnsType type, Clock::time_po
     done(DnsAnswer{DnsStatus::NxDomain, {}, "not a valid domain name"});
     return;
   }
-  Impl& self = *impl_;
+  if (auto cached = impl_->cache.find(name, type, Clock::now())) {
+    done(std::move(*cached));
+    return;
+  }
+  if (tCacheOnly.active) {
+    tCacheOnly.missed = true;
+    done(kNotCached);
+    return;
+  }
+  impl_->submit(name, type, deadline, std::move(done));
+}
+
+DnsAnswer DnsResolver::query(std::string_view name, DnsType type, Clock::time_point deadline) {
+  if (!plausibleName(name)) {
+    return DnsAnswer{DnsStatus::NxDomain, {}, "not a valid domain name"};
+  }
+  if (auto cached = impl_->cache.find(name, type, Clock::now())) {
+    return std::move(*cached);
+  }
+  if (tCacheOnly.active) {
+    tCacheOnly.missed = true;
+    if (!tCacheOnly.quiet) {
+      throw WouldBlock{};
+    }
+    return kNotCached;
+  }
+  auto promise = std::make_shared<std::promise<DnsAnswer>>();
+  auto future = promise->get_future();
+  impl_->submit(name, type, deadline,
+                [promise](DnsAnswer answer) { promise->set_value(std::move(answer)); });
+  return future.get();
+}
+
+void DnsResolver::Impl::submit(std::string_view name, DnsType type, Clock::time_point deadline,
+                               Callback done) {
+  Impl& self = *this;
   auto p = std::make_shared<Pending>();
   p->owner = &self;
+  p->name = std::string(name);
+  p->type = type;
   p->deadline = std::min(deadline, Clock::now() + self.timeout);
   if (self.observeLatency) {
     done = [observe = self.observeLatency, started = Clock::now(),
@@ -425,14 +498,6 @@ void DnsResolver::queryAsync(std::string_view name, DnsType type, Clock::time_po
   self.wake();  // the pump recomputes its poll timeout
 }
 
-DnsAnswer DnsResolver::query(std::string_view name, DnsType type, Clock::time_point deadline) {
-  auto promise = std::make_shared<std::promise<DnsAnswer>>();
-  auto future = promise->get_future();
-  queryAsync(name, type, deadline,
-             [promise](DnsAnswer answer) { promise->set_value(std::move(answer)); });
-  return future.get();
-}
-
 DnsAnswer DnsResolver::query(std::string_view name, DnsType type) {
   return query(name, type, Clock::now() + impl_->timeout);
 }
@@ -443,6 +508,43 @@ std::chrono::milliseconds DnsResolver::timeout() const {
 
 std::string DnsResolver::describe() const {
   return impl_->description;
+}
+
+const DnsCache& DnsResolver::cache() const {
+  return impl_->cache;
+}
+
+DnsResolver::CacheOnlyScope::CacheOnlyScope()
+    : savedActive_(tCacheOnly.active),
+      savedQuiet_(tCacheOnly.quiet),
+      savedMissed_(tCacheOnly.missed) {
+  tCacheOnly = CacheOnlyState{true, false, false};
+}
+
+DnsResolver::CacheOnlyScope::~CacheOnlyScope() {
+  tCacheOnly = CacheOnlyState{savedActive_, savedQuiet_, savedMissed_};
+}
+
+bool DnsResolver::CacheOnlyScope::missed() const {
+  return tCacheOnly.missed;
+}
+
+DnsResolver::QuietMissScope::QuietMissScope() : savedQuiet_(tCacheOnly.quiet) {
+  tCacheOnly.quiet = true;
+}
+
+DnsResolver::QuietMissScope::~QuietMissScope() {
+  tCacheOnly.quiet = savedQuiet_;
+}
+
+bool DnsResolver::cacheMissedOnThisThread() {
+  return tCacheOnly.active && tCacheOnly.missed;
+}
+
+void DnsResolver::throwIfCacheMissed() {
+  if (cacheMissedOnThisThread()) {
+    throw WouldBlock{};
+  }
 }
 
 std::optional<rules::IpAddress> parseAddressRdata(std::string_view rdata) {

@@ -18,16 +18,39 @@
 /// Threads: one background thread (the "pump") owns libunbound's result
 /// pipe: it runs ub_process() and expires deadlines. `queryAsync` may be
 /// called from any thread; its callback runs exactly once, on the pump
-/// thread, so it must be short (set a value, post to an Asio executor, wake
-/// a waiter) and must not call `query` (it would wait on itself).
-/// `query` is the synchronous form for libraries that can only call
-/// synchronously (SPF, DKIM key lookups): it blocks the calling thread — never call it on
-/// an event loop thread. The destructor answers every outstanding query
-/// `TempFail` ("resolver shut down") before it returns.
+/// thread (or at once on the caller's, see Cache below), so it must be
+/// short (set a value, post to an Asio executor, wake a waiter) and must
+/// not call `query` (it would wait on itself).
+/// `query` is the synchronous form for code that can only call
+/// synchronously (SPF, DKIM key lookups, DNSBL lists, reverse DNS): it
+/// blocks the calling thread — never call it on an event loop thread,
+/// except inside a `CacheOnlyScope` (below). The destructor answers every
+/// outstanding query `TempFail` ("resolver shut down") before it returns.
+///
+/// Cache: in front of libunbound sits our own answer cache (DnsCache,
+/// `DnsResolverOptions::cacheEntries`): answers for their TTL, NXDOMAIN and
+/// NODATA for the RFC 2308 negative TTL, temporary failures never. A cached
+/// answer is returned on the calling thread without touching libunbound:
+/// `query` returns it at once and `queryAsync` runs its callback before it
+/// returns (as it already did for invalid names). Behind it is libunbound's
+/// own cache (msg-cache-size default, 4 MB), which a miss of ours may hit.
+/// `observeLatency` sees only the lookups that went to libunbound.
+///
+/// Cache-only mode (the proxy's optimistic path): while a thread holds a
+/// `CacheOnlyScope`, its lookups are answered from the cache alone and never
+/// wait. A miss is noted (`cacheMissedOnThisThread`); then `query` throws
+/// `WouldBlock`, while `queryAsync` answers `TempFail` ("not cached") at
+/// once and never throws. Inside a `QuietMissScope`, `query` answers
+/// `TempFail` too instead of throwing, for code that calls us from C
+/// callbacks (libopendkim), which no exception may cross; such callers
+/// check `throwIfCacheMissed()` once back in C++. `WouldBlock` is not a
+/// std::exception on purpose: a `catch (const std::exception&)` meant for
+/// real errors must not turn "not cached" into a result. A `catch (...)`
+/// still can (checkSpf has one), so a caller that keeps a result computed
+/// in a scope must call `throwIfCacheMissed()` before keeping it.
 ///
 /// Limits: names longer than 253 bytes or with a label over 63 bytes are
-/// answered `NxDomain` without a query (they cannot exist). The cache is
-/// libunbound's (msg-cache-size default, 4 MB).
+/// answered `NxDomain` without a query (they cannot exist).
 ///
 /// SECURITY: names come from the network (SPF macros, HELO, PTR data); they
 /// are passed to libunbound as text, which parses and length-checks them;
@@ -35,6 +58,7 @@
 /// helpers below.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,7 +101,11 @@ struct DnsResolverOptions {
   /// Called with each query's time from submission to answer or timeout (any
   /// thread): the metrics' DNS latency histogram. May be empty.
   std::function<void(std::chrono::duration<double>)> observeLatency = {};
+  /// Answers our own cache keeps (DnsCache); 0: none (every lookup goes to libunbound).
+  std::size_t cacheEntries = 10'000;
 };
+
+class DnsCache;
 
 class DnsResolver {
  public:
@@ -91,8 +119,49 @@ class DnsResolver {
   DnsResolver(const DnsResolver&) = delete;
   DnsResolver& operator=(const DnsResolver&) = delete;
 
-  /// Asks for `name`/`type`; `done` runs once on the resolver's thread, by
-  /// min(deadline, now + timeout()) at the latest.
+  /// Thrown by `query` in a CacheOnlyScope when the answer is not cached.
+  /// Deliberately not derived from std::exception (see the header comment).
+  struct WouldBlock {};
+
+  /// While alive, this thread's lookups (on any resolver) answer from the
+  /// cache only (see the header comment). Scopes nest; the innermost counts.
+  class CacheOnlyScope {
+   public:
+    CacheOnlyScope();
+    ~CacheOnlyScope();
+    CacheOnlyScope(const CacheOnlyScope&) = delete;
+    CacheOnlyScope& operator=(const CacheOnlyScope&) = delete;
+    /// A lookup in this scope was not cached.
+    [[nodiscard]] bool missed() const;
+
+   private:
+    bool savedActive_;
+    bool savedQuiet_;
+    bool savedMissed_;
+  };
+
+  /// Inside a CacheOnlyScope: `query` answers a miss TempFail instead of
+  /// throwing (for code under C callbacks). Outside one it changes nothing.
+  class QuietMissScope {
+   public:
+    QuietMissScope();
+    ~QuietMissScope();
+    QuietMissScope(const QuietMissScope&) = delete;
+    QuietMissScope& operator=(const QuietMissScope&) = delete;
+
+   private:
+    bool savedQuiet_;
+  };
+
+  /// True inside a CacheOnlyScope whose lookups missed the cache.
+  static bool cacheMissedOnThisThread();
+  /// Throws WouldBlock if cacheMissedOnThisThread().
+  static void throwIfCacheMissed();
+
+  /// Asks for `name`/`type`; `done` runs once, by min(deadline, now +
+  /// timeout()) at the latest: on the resolver's thread, or on the caller's
+  /// before queryAsync returns (a cached answer, an invalid name, a
+  /// cache-only miss).
   void queryAsync(std::string_view name, DnsType type, Clock::time_point deadline, Callback done);
   /// Blocks until the answer or the deadline (see queryAsync).
   DnsAnswer query(std::string_view name, DnsType type, Clock::time_point deadline);
@@ -103,6 +172,8 @@ class DnsResolver {
   /// What the resolver forwards to, for `smtpgate check` ("127.0.0.1@5353" or
   /// "resolv.conf").
   [[nodiscard]] std::string describe() const;
+  /// Our answer cache (for tests and diagnostics).
+  [[nodiscard]] const DnsCache& cache() const;
 
   struct Impl;
 

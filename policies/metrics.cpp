@@ -104,7 +104,8 @@ std::string Metrics::render(std::string_view version) const {
   out +=
       fmt::format("smtpgate_rules_reloads_total{{result=\"failed\"}} {}\n", reloadFailures_.load());
 
-  family(out, "dns_query_seconds", "histogram", "DNS query time, answer or timeout.");
+  family(out, "dns_query_seconds", "histogram",
+         "DNS query time, answer or timeout (queries our answer cache could not answer).");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < kDnsBuckets.size(); ++i) {
     cumulative += dnsBuckets_[i].load();
@@ -116,6 +117,11 @@ std::string Metrics::render(std::string_view version) const {
   out += fmt::format("smtpgate_dns_query_seconds_sum {}\n",
                      static_cast<double>(dnsMicrosTotal_.load()) / 1e6);
   out += fmt::format("smtpgate_dns_query_seconds_count {}\n", cumulative);
+  family(out, "dns_stages_total", "counter",
+         "Stages whose rules may look up DNS, by where they ran: inline (every answer cached) "
+         "or on the blocking pool.");
+  out += fmt::format("smtpgate_dns_stages_total{{ran=\"inline\"}} {}\n", dnsStagesInline_.load());
+  out += fmt::format("smtpgate_dns_stages_total{{ran=\"pool\"}} {}\n", dnsStagesPool_.load());
 
   std::lock_guard lock(mutex_);
   family(out, "rules_loaded_info", "gauge", "The rule set in force (its hash).");

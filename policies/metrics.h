@@ -9,6 +9,7 @@
 ///   messages_possible_duplicates_total,
 ///   verdicts_total{frontend,action,stage,rule}, backend_errors_total,
 ///   decision_log_errors_total, dns_query_seconds (histogram),
+///   dns_stages_total{ran="inline"|"pool"},
 ///   rules_reloads_total{result="ok"|"failed"}, rules_loaded_info{ruleset},
 ///   build_info{version}.
 ///
@@ -45,6 +46,11 @@ class Metrics {
   /// A logged decision: counted by its frontend, action, stage and rule.
   void countDecision(const DecisionRecord& record);
   void observeDns(std::chrono::duration<double> latency);
+  /// A stage whose rules may look up DNS ran: on the I/O thread because every
+  /// answer was cached (`inline`), or on the blocking pool.
+  void dnsStage(bool inline_) {
+    (inline_ ? dnsStagesInline_ : dnsStagesPool_).fetch_add(1, std::memory_order_relaxed);
+  }
   /// A rule-set reload: `ok` with the new set's hash, or a failure.
   void rulesLoaded(bool ok, std::string_view rulesetHash);
   /// The rule set in force (at start-up; rulesLoaded sets it on reloads).
@@ -72,6 +78,8 @@ class Metrics {
   /// (frontend, action, stage, rule) -> count
   std::map<std::tuple<std::string, std::string, std::string, std::string>, std::uint64_t> verdicts_;
   std::string rulesetHash_;
+  std::atomic<std::uint64_t> dnsStagesInline_{0};
+  std::atomic<std::uint64_t> dnsStagesPool_{0};
 };
 
 /// The process's metrics: every frontend and the DNS resolver count here.

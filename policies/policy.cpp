@@ -46,6 +46,7 @@ std::string newSessionId() {
 void applyAuthConfig(const Config& config, PolicyOptions& options) {
   options.dkim.maxSignatures = config.dkim.maxSignatures;
   options.authservId = config.auth.authservId;
+  options.spamHeaders = config.headers.spamScore;
 }
 
 Policy::Policy(rules::RuleSetPtr rules, std::string sessionId, PolicyOptions options)
@@ -97,7 +98,20 @@ Verdict Policy::onMail(std::string_view sender, double mailSize) {
   tx_->sender = std::string(sender);
   lastSender_ = tx_->sender;
   tx_->mailSize = mailSize;
-  Verdict v = evaluate(Stage::Mail, skipReasonFor(Stage::Mail), tx_->sender);
+  lastMailSize_ = mailSize;
+  ++transactions_;
+  rcptsPassed_.clear();
+  rcptsBackendRefused_.clear();
+  Verdict v;
+  try {
+    v = evaluate(Stage::Mail, skipReasonFor(Stage::Mail), tx_->sender);
+  } catch (const DnsResolver::WouldBlock&) {
+    // A cache-only attempt missed: the frontend calls onMail again, which
+    // must count this MAIL once.
+    --transactions_;
+    tx_.reset();
+    throw;
+  }
   if (v.refuses()) {
     tx_.reset();  // a rejected MAIL starts no transaction
   } else if (v.action == Action::Accept) {
@@ -114,6 +128,7 @@ Verdict Policy::onRcpt(std::string_view rcpt) {
   lastRcpt_ = tx_->currentRcpt;
   Verdict v = evaluate(Stage::Rcpt, skipReasonFor(Stage::Rcpt), tx_->currentRcpt);
   if (!v.refuses()) {
+    rcptsPassed_.push_back(tx_->currentRcpt);
     tx_->rcpts.push_back(tx_->currentRcpt);
     tx_->rcptsAcceptedByRule += v.action == Action::Accept ? 1 : 0;
   }
@@ -136,6 +151,8 @@ Verdict Policy::onEndOfData(std::string_view rawMessage) {
 
 void Policy::onReset() {
   tx_.reset();
+  rcptsPassed_.clear();  // recipients of a transaction that ended without a line stay unlogged
+  rcptsBackendRefused_.clear();
   spf_.reset();
   dkim_.reset();
   dmarc_.reset();
@@ -144,6 +161,7 @@ void Policy::onReset() {
 void Policy::dropLastRcpt() {
   if (tx_ && !tx_->rcpts.empty() && tx_->rcpts.back() == lastRcpt_) {
     tx_->rcpts.pop_back();
+    rcptsBackendRefused_.push_back(lastRcpt_);
   }
 }
 
@@ -174,8 +192,21 @@ Verdict Policy::evaluate(Stage stage, std::string_view skipReason, std::string s
     factCache_.clear();
     dnsFailure_.clear();
     const std::uint64_t dnsblFailures = DnsblList::lookupFailuresOnThisThread();
+    // DNSBL lists record their answers here (or, in replay, answer from it).
+    DnsblList::AnswerLog* outer = DnsblList::useAnswerLogOnThisThread(&dnsbl_);
+    struct RestoreAnswerLog {
+      DnsblList::AnswerLog* outer;
+      ~RestoreAnswerLog() { DnsblList::useAnswerLogOnThisThread(outer); }
+    } restore{outer};
     rules::StageOutcome outcome =
         rules_->evaluate(stage, *this, reports_ ? &report.rules : nullptr);
+    // A cache-only attempt that missed (and whose WouldBlock something
+    // swallowed) ends here, before scores or verdicts change anything.
+    DnsResolver::throwIfCacheMissed();
+    for (std::string& name : dnsbl_.missing) {
+      missingFacts_.push_back("dnsbl:" + name);
+    }
+    dnsbl_.missing.clear();
     if (dnsFailure_.empty() && DnsblList::lookupFailuresOnThisThread() != dnsblFailures) {
       dnsFailure_ = "a DNSBL lookup failed";
     }
@@ -314,14 +345,27 @@ const SpfResult& Policy::spfNow() {
   if (!spf_) {
     SpfRequest request{session_.client.ip, session_.helo, tx_ ? tx_->sender : std::string(),
                        options_.hostname};
-    spf_ = checkSpf(*options_.resolver, request, options_.spf);
+    SpfResult result = checkSpf(*options_.resolver, request, options_.spf);
+    // checkSpf turns every exception into temperror, a cache-only miss's too:
+    // that result must not be kept for the retry.
+    DnsResolver::throwIfCacheMissed();
+    spf_ = std::move(result);
   }
   return *spf_;
 }
 
 const DkimResult* Policy::dkimNow() {
   if (!dkim_ && tx_ && tx_->message) {
-    dkim_ = verifyDkim(*options_.resolver, tx_->message->raw(), options_.dkim);
+    DkimResult result;
+    {
+      // Key lookups run under libopendkim's C callbacks: in a cache-only
+      // attempt a miss must not throw through them, so it answers TempFail
+      // and is thrown here, before the result is kept.
+      DnsResolver::QuietMissScope quiet;
+      result = verifyDkim(*options_.resolver, tx_->message->raw(), options_.dkim);
+    }
+    DnsResolver::throwIfCacheMissed();
+    dkim_ = std::move(result);
   }
   return dkim_ ? &*dkim_ : nullptr;
 }
@@ -337,7 +381,9 @@ const DmarcResult* Policy::dmarcNow() {
     request.dkim = dkimNow();
     request.spf = &spfNow();
     const auto deadline = DnsResolver::Clock::now() + options_.resolver->timeout() * 2;
-    dmarc_ = checkDmarc(*options_.resolver, request, deadline);
+    DmarcResult result = checkDmarc(*options_.resolver, request, deadline);
+    DnsResolver::throwIfCacheMissed();
+    dmarc_ = std::move(result);
   }
   return dmarc_ ? &*dmarc_ : nullptr;
 }
@@ -399,7 +445,41 @@ FactValue Policy::dnsFact(const rules::FieldRef& field) {
   return spf.explanation;
 }
 
+FactValue Policy::replayedFact(const rules::FieldRef& field) {
+  const FactValue* recorded = replay_->find(field.info->id);
+  if (recorded == nullptr) {
+    missingFacts_.emplace_back(field.info->name);
+    return Unavailable{"not in the decision log"};
+  }
+  // As live: a temperror the rules needed may make the stage tempfail ([failure] dns).
+  if (field.info->id == FieldId::Spf && std::get_if<std::string>(recorded) != nullptr &&
+      std::get<std::string>(*recorded) == toString(SpfStatus::TempError)) {
+    dnsFailure_ = "SPF temperror (as logged)";
+  }
+  return *recorded;
+}
+
+void Policy::replayWith(RecordedFacts facts) {
+  dnsbl_.answers = facts.dnsbl;
+  dnsbl_.replay = true;
+  replay_ = std::move(facts);
+}
+
+std::vector<std::string> Policy::takeMissingFacts() {
+  std::vector<std::string> out;
+  for (std::string& name : missingFacts_) {
+    if (std::find(out.begin(), out.end(), name) == out.end()) {
+      out.push_back(std::move(name));
+    }
+  }
+  missingFacts_.clear();
+  return out;
+}
+
 FactValue Policy::computeFact(const rules::FieldRef& field) {
+  if (replay_ && isRecordedField(field.info->id)) {
+    return replayedFact(field);
+  }
   const Transaction* tx = tx_.get();
   switch (field.info->id) {
     case FieldId::ClientIp:
@@ -505,11 +585,68 @@ std::string Policy::authenticationResults() const {
   return authenticationResultsValue(authservId(), results);
 }
 
+std::vector<AddedHeader> Policy::headersToAdd() const {
+  std::vector<AddedHeader> fields{
+      {std::string(kAuthenticationResults), oneLineHeaderValue(authenticationResults())}};
+  if (options_.spamHeaders) {
+    const double score = tx_ ? tx_->score : session_.score;
+    const std::vector<std::string>& ids = tx_ ? tx_->scoreRules : session_.scoreRules;
+    std::string rules;
+    for (const auto& id : ids) {
+      rules += (rules.empty() ? "" : ", ") + id;
+    }
+    fields.push_back({std::string(kSpamScoreHeader), formatScore(score)});
+    fields.push_back(
+        {std::string(kSpamRulesHeader), oneLineHeaderValue(rules.empty() ? "none" : rules)});
+  }
+  return fields;
+}
+
+bool Policy::removesIncoming(std::string_view name, std::string_view value) const {
+  if (isAuthenticationResultsName(name)) {
+    return isForgedAuthenticationResults(value);
+  }
+  return options_.spamHeaders &&
+         (headerNameIs(name, kSpamScoreHeader) || headerNameIs(name, kSpamRulesHeader));
+}
+
 bool Policy::isForgedAuthenticationResults(std::string_view value) const {
   return claimsAuthservId(value, authservId());
 }
 
-DecisionRecord Policy::record(const Verdict& verdict) const {
+std::vector<std::string> Policy::factItems() const {
+  std::vector<std::string> items;
+  if (!session_.connected) {
+    return items;
+  }
+  const ConnectInfo& c = session_.client;
+  items.push_back(factItem("client.port", static_cast<double>(c.port)));
+  items.push_back(factItem("local.port", static_cast<double>(c.localPort)));
+  items.push_back(factItem("pregreet", c.pregreet));
+  items.push_back(factItem("tls", session_.tls.active));
+  if (session_.tls.active) {
+    items.push_back(factItem("tls.version", session_.tls.version));
+    items.push_back(factItem("tls.cipher", session_.tls.cipher));
+  }
+  if (transactions_ > 0) {
+    items.push_back(factItem("mail.size", lastMailSize_));
+  }
+  if (rdns_ && rdns_->ptrKnown) {
+    items.push_back(factItem("client.ptr", rdns_->ptr));
+  }
+  if (rdns_ && rdns_->fcrdns) {
+    items.push_back(factItem("client.fcrdns", *rdns_->fcrdns));
+  }
+  if (spf_ && !spf_->explanation.empty()) {
+    items.push_back(factItem("spf.explanation", spf_->explanation));
+  }
+  for (const auto& [name, answers] : dnsbl_.answers) {
+    items.push_back(dnsblItem(name, answers));
+  }
+  return items;
+}
+
+DecisionRecord Policy::record(const Verdict& verdict) {
   DecisionRecord r;
   r.time = std::chrono::system_clock::now();
   r.session = session_.id;
@@ -546,6 +683,21 @@ DecisionRecord Policy::record(const Verdict& verdict) const {
   }
   r.rulesetHash = rules_->hash();
   r.frontend = options_.frontend;
+  if (rdns_ && rdns_->ptrKnown) {
+    r.clientPtr = rdns_->ptr;
+  }
+  r.transaction = transactions_;
+  // A let-through recipient with a line of its own (would-reject) is that
+  // line's `rcpts`, not one of the passed ones.
+  if (verdict.stage == Stage::Rcpt && !verdict.refuses() && !rcptsPassed_.empty() &&
+      rcptsPassed_.back() == lastRcpt_) {
+    rcptsPassed_.pop_back();
+  }
+  r.rcptsPassed = std::move(rcptsPassed_);
+  rcptsPassed_.clear();
+  r.rcptsBackendRefused = std::move(rcptsBackendRefused_);
+  rcptsBackendRefused_.clear();
+  r.facts = factItems();
   return r;
 }
 

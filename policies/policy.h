@@ -22,13 +22,24 @@
 /// (policies/dmarc.h, which also needs spf) once per message. These lookups
 /// block the calling thread (bounded by the resolver's timeout and the
 /// SPF/DKIM deadlines): the proxy must call the stage methods off its event
-/// loop until an asynchronous prefetch lands. Without a resolver they are
-/// unavailable and rules reading them never fire.
+/// loop, except inside a DnsResolver::CacheOnlyScope: there every lookup is
+/// answered from the resolver's cache, and one that is not cached makes the
+/// stage method throw DnsResolver::WouldBlock. Such an aborted call leaves
+/// nothing behind that a retry of the same call would see twice (no facts
+/// kept, no score added, no report, the transaction counted once), so the
+/// frontend simply calls it again off its event loop. Without a resolver
+/// these facts are unavailable and rules reading them never fire.
 ///
-/// Authentication-Results: `authenticationResults()` is the value of the
-/// header a frontend prepends at end of DATA (after removing incoming ones
-/// for which `isForgedAuthenticationResults()` is true); it lists the
-/// methods this transaction evaluated.
+/// Header edits at end of DATA: every message a frontend lets through
+/// (accepted, or a would-be refusal under dry-run or a monitor rule) gets
+/// `headersToAdd()` on top — Authentication-Results, whose value
+/// `authenticationResults()` lists the methods this transaction evaluated,
+/// and with `[headers] spam_score` X-Spam-Score and X-Spam-Rules — after the
+/// frontend removed the incoming fields for which `removesIncoming()` is
+/// true (forged Authentication-Results; X-Spam-* when we add our own). The proxy
+/// rewrites the header block it relays; the milter asks the MTA to delete
+/// and insert the fields at end of message. Neither builds a field of its
+/// own.
 ///
 /// DNS failures: when a lookup that a rule of the stage needed failed
 /// temporarily (PTR timeout, spf/dkim/dmarc temperror, DNSBL timeout) and no rule
@@ -43,12 +54,15 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/added_header.h"
 #include "policies/authentication_results.h"
 #include "policies/config.h"
 #include "policies/decision_log.h"
 #include "policies/dkim.h"
 #include "policies/dmarc.h"
 #include "policies/dns_resolver.h"
+#include "policies/dnsbl_list.h"
+#include "policies/recorded_facts.h"
 #include "policies/reverse_dns.h"
 #include "policies/session.h"
 #include "policies/spf.h"
@@ -68,6 +82,7 @@ struct PolicyOptions {
   SpfOptions spf = {};
   DkimOptions dkim = {};        ///< [dkim] max_signatures
   std::string authservId = {};  ///< [auth] authserv_id; empty: hostname, else gethostname()
+  bool spamHeaders = false;     ///< [headers] spam_score: add X-Spam-Score, X-Spam-Rules
 };
 
 /// Copies the [dkim] and [auth] settings of `config` into `options`.
@@ -125,12 +140,42 @@ class Policy : private rules::FactSource {
   /// The value of the Authentication-Results header to prepend at end of
   /// DATA (without the field name; one line).
   [[nodiscard]] std::string authenticationResults() const;
+  /// True if a frontend must edit the header of the messages it lets
+  /// through: add headersToAdd(), delete what removesIncoming() picks. A
+  /// milter negotiates header changes (and asks for the header fields) only
+  /// then. Always true today: Authentication-Results has no off switch, in
+  /// either frontend; a config switch for added headers belongs here.
+  [[nodiscard]] bool editsHeaders() const { return true; }
+  /// The header fields to put on top of a message let through at end of
+  /// DATA, topmost first; each value is one line (oneLineHeaderValue). Call
+  /// after onEndOfData and before onReset: it reads the transaction's results.
+  [[nodiscard]] std::vector<AddedHeader> headersToAdd() const;
   /// True for an incoming Authentication-Results value that claims our
   /// authserv-id: the frontend deletes it (RFC 8601 section 5).
   [[nodiscard]] bool isForgedAuthenticationResults(std::string_view value) const;
+  /// True for an incoming header field the frontend deletes before adding
+  /// ours: a forged Authentication-Results, and with `[headers] spam_score`
+  /// any X-Spam-Score or X-Spam-Rules (only ours may reach the mailbox).
+  /// `name` as written before the colon.
+  [[nodiscard]] bool removesIncoming(std::string_view name, std::string_view value) const;
 
   /// The decision log line for a verdict of this session.
-  [[nodiscard]] DecisionRecord record(const Verdict& verdict) const;
+  /// The decision log line for a verdict of this session, with the envelope
+  /// replay needs (decision_log.h): the transaction number, the recipients
+  /// let through since the previous line (a line hands them over, so call
+  /// this once per line written), and the recorded facts.
+  [[nodiscard]] DecisionRecord record(const Verdict& verdict);
+
+  /// Replay (`smtpgate replay`): from now on the facts a decision line keeps
+  /// in `facts` and `spf` (ports, pregreet, TLS, mail.size, client.ptr,
+  /// client.fcrdns, spf, DNSBL answers) come from `facts`, and nothing is
+  /// looked up. One `facts` lacks is unavailable ("not in the decision log")
+  /// and its name is kept for `takeMissingFacts()`. Call again before a stage
+  /// to change them (each transaction has its own SPF result).
+  void replayWith(RecordedFacts facts);
+  /// Replay: the recorded facts rules asked for and did not find since the
+  /// last call ("client.fcrdns", "dnsbl:QUERYNAME"), each once.
+  std::vector<std::string> takeMissingFacts();
 
   /// Collect a StageReport per stage into `reports` (for `smtpgate check`).
   void reportTo(std::vector<StageReport>* reports) { reports_ = reports; }
@@ -138,6 +183,8 @@ class Policy : private rules::FactSource {
  private:
   const rules::FactValue& fact(const rules::FieldRef& field) override;
   rules::FactValue computeFact(const rules::FieldRef& field);
+  rules::FactValue replayedFact(const rules::FieldRef& field);
+  std::vector<std::string> factItems() const;
   rules::FactValue dnsFact(const rules::FieldRef& field);
   const ReverseDns& reverseDnsNow();
   const SpfResult& spfNow();
@@ -160,6 +207,14 @@ class Policy : private rules::FactSource {
   std::vector<StageReport>* reports_ = nullptr;
   std::string lastSender_;  ///< kept for the log after a refused MAIL ends the transaction
   std::string lastRcpt_;
+  double lastMailSize_ = 0;
+  // For the log's envelope keys (record()).
+  std::uint32_t transactions_ = 0;  ///< MAIL commands so far
+  std::vector<std::string> rcptsPassed_;
+  std::vector<std::string> rcptsBackendRefused_;
+  DnsblList::AnswerLog dnsbl_;             ///< this session's DNSBL answers (recorded or replayed)
+  std::optional<RecordedFacts> replay_;    ///< set: replay mode
+  std::vector<std::string> missingFacts_;  ///< replay: asked for, not recorded
   /// Facts computed during the current evaluation (values must outlive it).
   std::deque<std::pair<rules::FieldRef, rules::FactValue>> factCache_;
   std::optional<ReverseDns> rdns_;  ///< session lifetime

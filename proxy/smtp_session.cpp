@@ -51,6 +51,19 @@ std::string rcptAddress(const ParsedCommand& c) {
   return c.path.address;
 }
 
+/// Runs a stage with the DNS resolver in cache-only mode: the verdict if
+/// every lookup was answered from the cache, nullopt if one was not (the
+/// Policy left nothing behind; run the stage again where it may block).
+template <typename StageFunction>
+std::optional<Verdict> runFromCache(StageFunction& run) {
+  policies::DnsResolver::CacheOnlyScope cacheOnly;
+  try {
+    return run();
+  } catch (const policies::DnsResolver::WouldBlock&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
@@ -141,6 +154,15 @@ asio::awaitable<Verdict> SmtpSession::decide(rules::Stage stage, StageFunction r
   if (pool == nullptr || !policy_.mayBlockAt(stage)) {
     co_return run();
   }
+  // Optimistically first, right here: when every answer the stage needs is
+  // in the resolver's cache (a returning client, a busy sender domain) it
+  // costs no hand-off to the pool and back. A lookup that would wait aborts
+  // the attempt before it changed anything; then the pool, as always.
+  if (std::optional<Verdict> fromCache = runFromCache(run)) {
+    context_.metrics.dnsStage(true);
+    co_return std::move(*fromCache);
+  }
+  context_.metrics.dnsStage(false);
   // The session's coroutine waits here until the stage is done (a cancelled
   // parallel group still waits for its branches), so `stage` may safely use
   // the session's members by reference; nothing else touches them meanwhile.
@@ -491,13 +513,19 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     endTransaction();
     co_return Next::Continue;
   }
-  // Our Authentication-Results goes on top; incoming ones claiming our
-  // authserv-id are forged (RFC 8601 section 5): only the header block is
-  // rewritten, the body goes from the spill buffer as it is.
-  std::string head = traceHeader() + std::string(policies::kAuthenticationResults) + ": " +
-                     policy_.authenticationResults() + "\r\n";
+  // Our header fields (Authentication-Results, X-Spam-*) go on top; incoming
+  // Authentication-Results claiming our authserv-id are forged (RFC 8601
+  // section 5), and incoming X-Spam-* go when we add ours: only the header
+  // block is rewritten, the body goes from the spill buffer as it is.
+  std::string head = traceHeader();
+  for (const policies::AddedHeader& field : policy_.headersToAdd()) {
+    head += field.line();
+  }
   std::string_view rest = message;
-  auto cleaned = policies::withoutForgedAuthenticationResults(message, policy_.authservId());
+  auto cleaned =
+      policies::withoutHeaderFields(message, [this](std::string_view name, std::string_view value) {
+        return policy_.removesIncoming(name, value);
+      });
   if (cleaned.removed > 0) {
     head += cleaned.headers;
     rest = message.substr(cleaned.headerLength);

@@ -74,7 +74,9 @@ class SmtpSession {
   asio::awaitable<void> resetBackend();
   asio::awaitable<void> resetTransaction();
 
-  /// Runs one Policy stage; with DNS on, on the context's blocking pool (a
+  /// Runs one Policy stage. With DNS on and a rule of the stage that may
+  /// look it up, first here in cache-only mode (DnsResolver::CacheOnlyScope),
+  /// and only if some answer is not cached on the context's blocking pool (a
   /// lookup may block), resuming on the session's strand afterwards.
   template <typename StageFunction>
   asio::awaitable<policies::Verdict> decide(rules::Stage stage, StageFunction run);

@@ -2,13 +2,15 @@
 /// loopback: a DNSBL listing refuses at connect, SPF decides at MAIL, and a
 /// DNS server that never answers gives the configured tempfail within the
 /// timeout while other sessions go on being served (lookups run off the
-/// proxy's I/O thread).
+/// proxy's I/O thread). With the answers cached, a stage that may look up
+/// DNS runs on the I/O thread and never reaches the pool.
 
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <regex>
 #include <string>
 
 #include "tests/support/process.h"
@@ -43,8 +45,12 @@ rule listed    on connect when client.ip in @zen  then reject "554 5.7.1 $client
 /// unbound with the zone data, an smtp-sink backend and the proxy between.
 class DnsSetup {
  public:
-  explicit DnsSetup(const std::string& rules) {
+  /// `metricsPort`: serve /metrics there (0: no endpoint).
+  explicit DnsSetup(const std::string& rules, std::uint16_t metricsPort = 0) {
     dns_.addRecord("7.100.51.198.zen.test. A 127.0.0.2");
+    // NXDOMAIN carries this SOA: the proxy caches "not listed" for its
+    // MINIMUM (RFC 2308), as a real zone would have it.
+    dns_.addRecord(". 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300");
     dns_.addRecord("spf-fail.test. TXT \"v=spf1 -all\"");
     dns_.addRecord("spf-pass.test. TXT \"v=spf1 ip4:198.51.100.0/24 -all\"");
     dns_.timeoutName("slow.test");
@@ -58,6 +64,10 @@ class DnsSetup {
     options.proxy = {
         {"threads", "1"}, {"proxy_protocol", "true"}, {"trusted_proxies", "[\"127.0.0.1\"]"}};
     options.extraConfig = "[dns]\nservers = [\"" + dns_.address() + "\"]\ntimeout = \"3s\"\n";
+    if (metricsPort != 0) {
+      options.extraConfig +=
+          "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+    }
     proxy_ = std::make_unique<SmtpgateProcess>(options);
     proxy_->start();
   }
@@ -92,6 +102,19 @@ class DnsSetup {
   SmtpSink sink_;
   std::unique_ptr<SmtpgateProcess> proxy_;
 };
+
+/// The value of `smtpgate_dns_stages_total{ran="WHERE"}`, -1 if not scraped.
+long dnsStages(std::uint16_t metricsPort, const std::string& where) {
+  CommandResult r = runCommand({"curl", "-sS", "--max-time", "5",
+                                "http://127.0.0.1:" + std::to_string(metricsPort) + "/metrics"},
+                               10s);
+  std::smatch m;
+  const std::regex re("smtpgate_dns_stages_total\\{ran=\"" + where + "\"\\} ([0-9]+)");
+  if (r.exitCode != 0 || !std::regex_search(r.output, m, re)) {
+    return -1;
+  }
+  return std::stol(m[1].str());
+}
 
 bool canRun() {
   return UnboundServer::available() && ::geteuid() == 0;  // smtp-sink needs -u as root
@@ -160,6 +183,32 @@ TEST_CASE("proxy dns: a DNS server that never answers tempfails in time and bloc
   CHECK(took < 15s);  // bounded by the 3 s DNS timeout (SPF may ask a few names), not hung
   CHECK(a.command("NOOP", deadline).code == 250);  // the session goes on
   CHECK(setup.sink().messageCount() == 0);
+}
+
+TEST_CASE("proxy dns: with every answer cached, DNS stages run inline, not on the pool",
+          "[proxy][dns]") {
+  if (!canRun()) {
+    WARN("skipped: needs unbound and root");
+    return;
+  }
+  const std::uint16_t metricsPort = freePort();
+  // Connect (DNSBL) and mail (SPF) both may look up DNS.
+  DnsSetup setup(std::string(kDnsblRule) + kSpfRules, metricsPort);
+  waitFor([&] { return dnsStages(metricsPort, "pool") == 0; }, deadlineIn(kTimeout));
+  REQUIRE(dnsStages(metricsPort, "inline") == 0);
+
+  // First session: nothing is cached yet, so both stages go to the pool.
+  CHECK(setup.send(kCleanClient, "a@spf-pass.test").code == 250);
+  const long pool = dnsStages(metricsPort, "pool");
+  CHECK(pool == 2);
+  CHECK(dnsStages(metricsPort, "inline") == 0);
+
+  // The same client and sender again: every answer (the DNSBL's NXDOMAIN,
+  // the SPF record) is cached, so neither stage leaves the I/O thread.
+  CHECK(setup.send(kCleanClient, "b@spf-pass.test").code == 250);
+  CHECK(dnsStages(metricsPort, "pool") == pool);
+  CHECK(dnsStages(metricsPort, "inline") == 2);
+  CHECK(setup.sink().waitForMessages(2, deadlineIn(kTimeout)));
 }
 
 }  // namespace smtpgate::testing
