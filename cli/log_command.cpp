@@ -14,6 +14,7 @@
 #include <variant>
 
 #include "cli/exit_codes.h"
+#include "cli/terminal_text.h"
 #include "policies/config.h"
 #include "policies/decision_log_files.h"
 #include "policies/decision_log_reader.h"
@@ -68,76 +69,13 @@ void complain(const std::string& message) {
 }
 
 // ---------------------------------------------------------------------------
-// Text for a terminal. Log values are untrusted: a control character or a
-// bidi override in a HELO must not move the cursor or reorder what the admin
-// reads. Values are valid UTF-8 (the parser checked); widths are counted in
-// code points, which is right for everything but East Asian wide characters.
-
-std::size_t utf8Length(unsigned char lead) {
-  return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-}
-
-bool isUnsafeSequence(std::string_view ch) {
-  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(ch[i]); };
-  if (ch.size() == 1) {
-    return b(0) < 0x20 || b(0) == 0x7F;
-  }
-  if (ch.size() == 2) {
-    return b(0) == 0xC2 && b(1) < 0xA0;  // C1 controls U+0080..U+009F
-  }
-  // U+2028..U+202E (line/paragraph separators, bidi embeddings), U+2066..U+2069 (isolates)
-  return ch.size() == 3 && b(0) == 0xE2 &&
-         ((b(1) == 0x80 && b(2) >= 0xA8 && b(2) <= 0xAE) ||
-          (b(1) == 0x81 && b(2) >= 0xA6 && b(2) <= 0xA9));
-}
-
-std::size_t countChars(std::string_view text) {
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < text.size(); i += utf8Length(static_cast<unsigned char>(text[i]))) {
-    ++n;
-  }
-  return n;
-}
-
-/// Appends `text` cut to `maxChars` (ending in "…" when cut), unsafe
-/// characters as '?'. Returns the characters appended.
-std::size_t appendClean(std::string& out, std::string_view text, std::size_t maxChars) {
-  const bool cut = countChars(text) > maxChars;
-  const std::size_t keep = cut ? maxChars - 1 : maxChars;
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < text.size() && n < keep; ++n) {
-    const std::size_t len =
-        std::min(utf8Length(static_cast<unsigned char>(text[i])), text.size() - i);
-    const std::string_view ch = text.substr(i, len);
-    out += isUnsafeSequence(ch) ? std::string_view("?") : ch;
-    i += len;
-  }
-  if (cut) {
-    out += "…";
-    ++n;
-  }
-  return n;
-}
+// Text for a terminal (cli/terminal_text.h has the cleaning).
 
 /// A column at least `width` wide, cut at `maxChars`, then a space.
 void column(std::string& out, std::string_view text, std::size_t width, std::size_t maxChars) {
   const std::size_t n = appendClean(out, text, maxChars);
   out.append(n < width ? width - n : 0, ' ');
   out += ' ';
-}
-
-std::string clean(std::string_view text, std::size_t maxChars = 200) {
-  std::string out;
-  appendClean(out, text, maxChars);
-  return out;
-}
-
-std::string grouped(std::uint64_t n) {
-  std::string digits = std::to_string(n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<std::size_t>(i), ",");
-  }
-  return digits;
 }
 
 std::string formatScore(double score) {

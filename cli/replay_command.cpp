@@ -12,6 +12,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
+#include "cli/terminal_text.h"
 #include "policies/decision_log_files.h"
 #include "policies/decision_log_reader.h"
 #include "policies/log_replay.h"
@@ -49,39 +50,6 @@ struct Candidate {
 
 void complain(const std::string& message) {
   fmt::print(stderr, "smtpgate replay: {}\n", message);
-}
-
-// Log values are untrusted: control characters, C1 controls, line separators
-// and bidi overrides must not reach the terminal (as in `smtpgate log`).
-std::string clean(std::string_view text, std::size_t maxBytes = 200) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && out.size() < maxBytes; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7F) {
-      out += '?';
-    } else if (c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0) {
-      out += '?';
-      ++i;
-    } else if (c == 0xE2 && i + 2 < text.size() &&
-               ((text[i + 1] == '\x80' && static_cast<unsigned char>(text[i + 2]) >= 0xA8 &&
-                 static_cast<unsigned char>(text[i + 2]) <= 0xAE) ||
-                (text[i + 1] == '\x81' && static_cast<unsigned char>(text[i + 2]) >= 0xA6 &&
-                 static_cast<unsigned char>(text[i + 2]) <= 0xA9))) {
-      out += '?';
-      i += 2;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
-std::string grouped(std::uint64_t n) {
-  std::string digits = std::to_string(n);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<std::size_t>(i), ",");
-  }
-  return digits;
 }
 
 // ---------------------------------------------------------------------------
