@@ -57,6 +57,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__/ in the source tree for the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (  # noqa: E402  (the shared pieces of the proxy benchmark)
+    fmt, guard_run, missing_tool,
     RCPT, SKIP, BenchError, Children, Gate, LocalDns, Sink, cpu_model, cpu_seconds, find_smtpgate,
     load_average, median, run_source)
 
@@ -338,10 +339,6 @@ def summarise(results):
     return table
 
 
-def fmt(value, spec):
-    return "n/a" if value is None or value != value else format(value, spec)
-
-
 def print_report(table, meta):
     out = sys.stdout
     print(f"\nsmtpgate SPF/DKIM cost benchmark: {meta['cpu']} x {meta['nproc']}, rounds "
@@ -421,10 +418,8 @@ def main():
     if args.scenarios:
         scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
 
-    for tool in ("smtp-source", "smtp-sink", "unbound"):
-        if not (shutil.which(tool) or os.access(f"/usr/sbin/{tool}", os.X_OK)):
-            log(f"auth_bench: SKIP: {tool} not installed (Debian packages postfix, unbound)")
-            return SKIP
+    if missing_tool("auth_bench"):
+        return SKIP
     if not shutil.which("openssl"):
         log("auth_bench: SKIP: openssl not installed")
         return SKIP
@@ -436,16 +431,7 @@ def main():
     children = Children()
     workdir = tempfile.mkdtemp(prefix="smtpgate-auth-bench.")
 
-    def on_signal(signo, _frame):
-        raise SystemExit(128 + signo)
-
-    def on_alarm(_signo, _frame):
-        raise BenchError(f"the whole run took more than {timeout:.0f} s (--timeout)")
-
-    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signo, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(timeout))
+    guard_run(timeout)
 
     results, failed = [], False
     meta = {"nproc": os.cpu_count(), "cpu": cpu_model(), "rounds": rounds, "quick": args.quick,

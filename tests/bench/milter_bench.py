@@ -57,6 +57,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__/ in the source tree for the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (  # noqa: E402  (the shared pieces of the proxy benchmark)
+    fmt, guard_run, missing_tool,
     SKIP, BenchError, Children, LocalDns, Sink, cpu_model, cpu_seconds, find_smtpgate, free_port,
     listening_ports, load_average, median, prepare_rules, run_source)
 
@@ -466,10 +467,6 @@ def summarise(results):
     return table
 
 
-def fmt(value, spec):
-    return "n/a" if value is None or value != value else format(value, spec)
-
-
 def print_report(table, meta):
     out = sys.stdout
     print(f"\nsmtpgate milter benchmark: {meta['cpu']} x {meta['nproc']}, rounds {meta['rounds']}, "
@@ -535,10 +532,8 @@ def main():
     if args.scenarios:
         scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
 
-    for tool in ("postfix", "smtp-source", "smtp-sink", "unbound"):
-        if not (shutil.which(tool) or os.access(f"/usr/sbin/{tool}", os.X_OK)):
-            log(f"milter_bench: SKIP: {tool} not installed (Debian packages postfix, unbound)")
-            return SKIP
+    if missing_tool("milter_bench", ("postfix", "smtp-source", "smtp-sink", "unbound")):
+        return SKIP
     if os.geteuid() != 0:
         log("milter_bench: SKIP: a private Postfix instance needs root (its master does)")
         return SKIP
@@ -553,16 +548,7 @@ def main():
     os.chmod(workdir, 0o755)
     postfix = None
 
-    def on_signal(signo, _frame):
-        raise SystemExit(128 + signo)
-
-    def on_alarm(_signo, _frame):
-        raise BenchError(f"the whole run took more than {timeout:.0f} s (--timeout)")
-
-    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signo, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(timeout))
+    guard_run(timeout)
 
     results, failed = [], False
     meta = {

@@ -564,6 +564,30 @@ def summarise(results):
     return table
 
 
+def missing_tool(bench, tools=("smtp-source", "smtp-sink", "unbound")):
+    """True (said on stderr) if one of `tools` is not installed."""
+    for tool in tools:
+        if not (shutil.which(tool) or os.access(f"/usr/sbin/{tool}", os.X_OK)):
+            log(f"{bench}: SKIP: {tool} not installed (Debian packages postfix, unbound)")
+            return True
+    return False
+
+
+def guard_run(timeout):
+    """SIGTERM/SIGINT/SIGHUP end the run as SystemExit, and SIGALRM after
+    `timeout` s as BenchError, so the caller's finally kills every child."""
+    def on_signal(signo, _frame):
+        raise SystemExit(128 + signo)
+
+    def on_alarm(_signo, _frame):
+        raise BenchError(f"the whole run took more than {timeout:.0f} s (--timeout)")
+
+    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signo, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(timeout))
+
+
 def fmt(value, spec):
     return "n/a" if value is None or value != value else format(value, spec)
 
@@ -669,10 +693,8 @@ def main():
     if args.scenarios:
         scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
 
-    for tool in ("smtp-source", "smtp-sink", "unbound"):
-        if not (shutil.which(tool) or os.access(f"/usr/sbin/{tool}", os.X_OK)):
-            log(f"proxy_bench: SKIP: {tool} not installed (Debian packages postfix, unbound)")
-            return SKIP
+    if missing_tool("proxy_bench"):
+        return SKIP
     smtpgate = find_smtpgate(args.smtpgate)
     if not smtpgate or not os.access(smtpgate, os.X_OK):
         log("proxy_bench: no smtpgate executable; pass --smtpgate PATH")
@@ -681,16 +703,7 @@ def main():
     children = Children()
     workdir = tempfile.mkdtemp(prefix="smtpgate-proxy-bench.")
 
-    def on_signal(signo, _frame):
-        raise SystemExit(128 + signo)
-
-    def on_alarm(_signo, _frame):
-        raise BenchError(f"the whole run took more than {timeout:.0f} s (--timeout)")
-
-    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signo, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(timeout))
+    guard_run(timeout)
 
     results, idle, failed = [], None, False
     meta = {

@@ -58,6 +58,16 @@ std::string waitForMetric(std::uint16_t port, const std::string& pattern) {
   return found;
 }
 
+/// A proxy in front of `sink` with the old rules and metrics on `metricsPort`.
+SmtpgateOptions withOldRules(const SmtpSink& sink, std::uint16_t metricsPort) {
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = sink.host() + ":" + std::to_string(sink.port());
+  options.rules = kOldRules;
+  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+  return options;
+}
+
 /// EHLO and MAIL on a fresh session.
 void startTransaction(SmtpClient& client, const SmtpgateProcess& proxy, Deadline deadline) {
   client.connect(proxy.host(), proxy.port(), deadline);
@@ -77,12 +87,8 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
   SmtpSink sink;
   sink.start();
   const std::uint16_t metricsPort = freePort();
-  SmtpgateOptions options;
-  options.binary = SMTPGATE_BINARY;
-  options.backend = sink.host() + ":" + std::to_string(sink.port());
-  options.rules = kOldRules;
+  SmtpgateOptions options = withOldRules(sink, metricsPort);
   options.watchRules = false;  // only the signal reloads here
-  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
   SmtpgateProcess proxy(options);
   proxy.start();
   auto deadline = deadlineIn(kTimeout);
@@ -138,11 +144,7 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
   SmtpSink sink;
   sink.start();
   const std::uint16_t metricsPort = freePort();
-  SmtpgateOptions options;
-  options.binary = SMTPGATE_BINARY;
-  options.backend = sink.host() + ":" + std::to_string(sink.port());
-  options.rules = kOldRules;
-  options.extraConfig = "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metricsPort) + "\"\n";
+  SmtpgateOptions options = withOldRules(sink, metricsPort);
   SmtpgateProcess proxy(options);
   proxy.start();
   auto deadline = deadlineIn(kTimeout);
