@@ -189,10 +189,7 @@ bool MilterSession::keepingMessage() const {
 void MilterSession::header(std::string_view name, std::string_view value) {
   // Counted whatever the rules read: the MTA numbers the fields of each
   // name from 1, comparing names in any case.
-  std::string_view trimmed = name;
-  while (!trimmed.empty() && (trimmed.back() == ' ' || trimmed.back() == '\t')) {
-    trimmed.remove_suffix(1);
-  }
+  const std::string_view trimmed = policies::trimmedHeaderName(name);
   const int index = ++fieldsSeen_[rules::asciiLower(trimmed)];
   if (policy_.removesIncoming(name, value)) {
     removedFields_.emplace_back(std::string(trimmed), index);

@@ -4,10 +4,15 @@
 
 namespace smtpgate::policies {
 
-bool headerNameIs(std::string_view name, std::string_view expected) {
+std::string_view trimmedHeaderName(std::string_view name) {
   while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) {
     name.remove_suffix(1);
   }
+  return name;
+}
+
+bool headerNameIs(std::string_view name, std::string_view expected) {
+  name = trimmedHeaderName(name);
   return name.size() == expected.size() && rules::asciiLower(name) == rules::asciiLower(expected);
 }
 

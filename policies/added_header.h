@@ -31,6 +31,9 @@ struct AddedHeader {
   [[nodiscard]] std::string line() const { return name + ": " + value + "\r\n"; }
 };
 
+/// A field name as written before the colon, without trailing blanks.
+std::string_view trimmedHeaderName(std::string_view name);
+
 /// True if the field name `name`, as written before the colon (trailing
 /// blanks ignored), is `expected` in any case: how MTAs compare names.
 bool headerNameIs(std::string_view name, std::string_view expected);
