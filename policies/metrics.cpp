@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include "policies/decision_log.h"
+#include "policies/dkim_key_cache.h"
 
 namespace smtpgate::policies {
 
@@ -122,6 +123,11 @@ std::string Metrics::render(std::string_view version) const {
          "or on the blocking pool.");
   out += fmt::format("smtpgate_dns_stages_total{{ran=\"inline\"}} {}\n", dnsStagesInline_.load());
   out += fmt::format("smtpgate_dns_stages_total{{ran=\"pool\"}} {}\n", dnsStagesPool_.load());
+  const DkimKeyCacheCounts dkimKeys = dkimKeyCacheCounts();
+  family(out, "dkim_keys_total", "counter",
+         "DKIM public keys needed for a verification, by where the decoded key came from.");
+  out += fmt::format("smtpgate_dkim_keys_total{{from=\"cache\"}} {}\n", dkimKeys.hits);
+  out += fmt::format("smtpgate_dkim_keys_total{{from=\"openssl\"}} {}\n", dkimKeys.decoded);
 
   std::lock_guard lock(mutex_);
   family(out, "rules_loaded_info", "gauge", "The rule set in force (its hash).");

@@ -9,7 +9,7 @@
 ///   messages_possible_duplicates_total,
 ///   verdicts_total{frontend,action,stage,rule}, backend_errors_total,
 ///   decision_log_errors_total, dns_query_seconds (histogram),
-///   dns_stages_total{ran="inline"|"pool"},
+///   dns_stages_total{ran="inline"|"pool"}, dkim_keys_total{from="cache"|"openssl"},
 ///   rules_reloads_total{result="ok"|"failed"}, rules_loaded_info{ruleset},
 ///   build_info{version}.
 ///

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "policies/dkim_key_cache.h"
 #include "tests/policies/dkim_signer.h"
 #include "tests/policies/test_resolver.h"
 #include "tests/support/unbound_server.h"
@@ -392,4 +393,33 @@ TEST_CASE("dkim: many verifications in parallel on several threads", "[dkim]") {
   }
   CHECK(wrong == 0);
   CHECK(right == kThreads * kEach);
+}
+
+TEST_CASE("dkim: decoded keys are cached, and the cache changes no result", "[dkim]") {
+  SKIP_WITHOUT_UNBOUND();
+  const DkimKey fresh = DkimKey::rsa(1024);  // a key no other test case has decoded
+  UnboundServer dns;
+  fillZone(dns);
+  dns.addRecord(txtRecord("fresh._domainkey.example.com", fresh.record()));
+  dns.addRecord(txtRecord("garbled._domainkey.example.com", "v=DKIM1; k=rsa; p=QUJDREVGR0g="));
+  dns.start();
+  auto resolver = resolverFor(dns.address(), 1s);
+  const std::string good = dkimSign(kMessage, fresh, "example.com", "fresh");
+  const auto verify = [&](const std::string& message) {
+    const auto before = policies::dkimKeyCacheCounts();
+    const auto status = policies::verifyDkim(*resolver, message).status;
+    const auto after = policies::dkimKeyCacheCounts();
+    return std::tuple{status, after.decoded - before.decoded, after.hits - before.hits};
+  };
+
+  // The first verification decodes the key; later ones reuse it.
+  CHECK(verify(good) == std::tuple{DkimStatus::Pass, 1u, 0u});
+  CHECK(verify(good) == std::tuple{DkimStatus::Pass, 0u, 1u});
+  // A cached key still refuses what it does not sign.
+  CHECK(verify(replace(good, "noon", "nine")) == std::tuple{DkimStatus::Fail, 0u, 1u});
+  CHECK(verify(replace(good, "Lunch on", "Dinner on")) == std::tuple{DkimStatus::Fail, 0u, 1u});
+  // Bytes OpenSSL cannot decode are never cached: permerror every time.
+  const std::string garbled = dkimSign(kMessage, fresh, "example.com", "garbled");
+  CHECK(verify(garbled) == std::tuple{DkimStatus::PermError, 1u, 0u});
+  CHECK(verify(garbled) == std::tuple{DkimStatus::PermError, 1u, 0u});
 }
