@@ -224,7 +224,8 @@ class Policy : private rules::FactSource {
   std::string dnsFailure_;  ///< a DNS lookup of the current evaluation failed: why
 };
 
-/// A short random session id (8 upper-case hex digits).
+/// A short session id: 8 upper-case hex digits that look random and do not
+/// repeat within 2^32 sessions of one process (thread-safe; not a secret).
 std::string newSessionId();
 
 }  // namespace smtpgate::policies

@@ -1,6 +1,10 @@
 // Policy semantics: stage order, first terminal rule, accept scope, scores
 // and thresholds, monitor and dry-run, default replies, unavailable facts.
 #include <catch2/catch.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "policies/list_builder.h"
 #include "policies/policy.h"
@@ -271,4 +275,33 @@ TEST_CASE("decision records carry the rule, its place and the ruleset hash", "[p
   CHECK(rec.rulesetHash == rules->hash());
   CHECK(rec.rulesetHash.size() == 12);
   CHECK(rec.frontend == "proxy");
+}
+
+TEST_CASE("session ids are 8 hex digits and do not repeat, from any thread", "[policy]") {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 20'000;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&ids, t] {
+      for (int i = 0; i < kEach; ++i) {
+        ids[static_cast<std::size_t>(t)].push_back(policies::newSessionId());
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  std::set<std::string> distinct;
+  std::set<char> leadingDigits;  // spread over the whole range, not counting up
+  for (const auto& list : ids) {
+    for (const auto& id : list) {
+      REQUIRE(id.size() == 8);
+      REQUIRE(id.find_first_not_of("0123456789ABCDEF") == std::string::npos);
+      distinct.insert(id);
+      leadingDigits.insert(id[0]);
+    }
+  }
+  CHECK(distinct.size() == std::size_t{kThreads} * kEach);
+  CHECK(leadingDigits.size() == 16);
 }
