@@ -443,6 +443,7 @@ struct TopHeaders {
   std::size_t headerEnd = 0;        // where the separator line starts (size if none)
   std::size_t bodyOffset = 0;       // after the separator (size if none)
   std::size_t dropFrom = kNpos;     // first line of the first field past maxHeaders
+  bool irregular = false;  // a line that is no field, an orphan continuation, a CR or NUL inside
 };
 
 /// Where the colon of a field line is: a name of RFC 5322 ftext, optional
@@ -475,13 +476,16 @@ TopHeaders scanTopHeaders(std::string_view raw, std::size_t maxHeaders) {
       top.bodyOffset = line.next;
       break;
     }
+    top.irregular = top.irregular || text.find_first_of(std::string_view("\r\0", 2)) != kNpos;
     if (isBlank(text[0])) {
       if (continuing) {
         top.fields.back().raw.append(text);  // unfold: drop the line break, keep the blank
       }
+      top.irregular = top.irregular || top.fields.empty();
       continue;
     }
     std::optional<std::size_t> colon = fieldColon(text);
+    top.irregular = top.irregular || !colon;
     continuing = colon && top.fields.size() < maxHeaders;
     if (colon && !continuing && top.dropFrom == kNpos) {
       top.dropFrom = line.begin;
@@ -923,6 +927,134 @@ class BodyCollector {
   bool& truncated_;
 };
 
+// ---------------------------------------------------------------------------
+// Plain text without GMime
+//
+// Most of the cost of a small message is GMime building its object tree. For
+// a message that is one text part, not encoded, in UTF-8 or ASCII, the body
+// text is the raw body itself (CRLF made LF), so it is taken from the bytes
+// directly. Anything else — another Content-Type, comments or RFC 2231
+// parameters in it, a transfer encoding, a Content-Disposition, a charset
+// that would need converting, a message GMime would see rewritten — goes to
+// GMime as before. The result is the same either way; the tests compare the
+// two over a corpus (message_test.cpp, "plain-text shortcut").
+
+bool isTokenChar(char c) {
+  return c > ' ' && c < 127 && std::string_view("()<>@,;:\\\"/[]?=").find(c) == kNpos;
+}
+
+/// The charset parameter (lowercase, empty if absent) of a Content-Type that
+/// is `text/SUBTYPE` with plain `name=value` parameters, else nullopt.
+std::optional<std::string> simpleTextCharset(std::string_view raw) {
+  const std::string value = lowerAscii(raw);
+  if (value.find_first_of("(\\*") != kNpos) {
+    return std::nullopt;  // comments, quoted-pairs, RFC 2231: GMime's job
+  }
+  std::size_t pos = 0;
+  const auto skipBlanks = [&] {
+    while (pos < value.size() && isLinearSpace(value[pos])) {
+      ++pos;
+    }
+  };
+  const auto token = [&] {
+    const std::size_t begin = pos;
+    while (pos < value.size() && isTokenChar(value[pos])) {
+      ++pos;
+    }
+    return std::string_view(value).substr(begin, pos - begin);
+  };
+  skipBlanks();
+  if (token() != "text" || pos >= value.size() || value[pos++] != '/' || token().empty()) {
+    return std::nullopt;
+  }
+  std::optional<std::string> charset;
+  for (skipBlanks(); pos < value.size(); skipBlanks()) {
+    if (value[pos++] != ';') {
+      return std::nullopt;
+    }
+    skipBlanks();
+    if (pos == value.size()) {
+      break;
+    }
+    const std::string_view name = token();
+    skipBlanks();
+    if (name.empty() || pos == value.size() || value[pos++] != '=') {
+      return std::nullopt;
+    }
+    skipBlanks();
+    std::string_view parameter;
+    if (pos < value.size() && value[pos] == '"') {
+      const std::size_t close = value.find('"', pos + 1);
+      if (close == kNpos) {
+        return std::nullopt;
+      }
+      parameter = std::string_view(value).substr(pos + 1, close - pos - 1);
+      pos = close + 1;
+    } else if ((parameter = token()).empty()) {
+      return std::nullopt;
+    }
+    if (name == "charset") {
+      if (charset) {
+        return std::nullopt;  // two charsets: let GMime choose
+      }
+      charset = std::string(parameter);
+    }
+  }
+  return charset.value_or("");
+}
+
+/// The body text of a single, unencoded UTF-8 or ASCII text part, or nullopt
+/// when the message needs GMime.
+std::optional<std::string> plainTextBody(const TopHeaders& top, std::string_view body) {
+  std::optional<std::string> charset = std::string();
+  bool seenType = false;
+  bool seenEncoding = false;
+  for (const HeaderField& field : top.fields) {
+    if (field.lowerName == "content-type") {
+      if (std::exchange(seenType, true) || !(charset = simpleTextCharset(field.raw))) {
+        return std::nullopt;
+      }
+    } else if (field.lowerName == "content-transfer-encoding") {
+      const std::string encoding = lowerAscii(trimBlanks(field.raw));
+      if (std::exchange(seenEncoding, true) ||
+          (encoding != "7bit" && encoding != "8bit" && encoding != "binary")) {
+        return std::nullopt;
+      }
+    } else if (field.lowerName == "content-disposition") {
+      return std::nullopt;  // inline or attachment: GMime's reading decides
+    }
+  }
+  // Converting from UTF-8 changes nothing in well-formed UTF-8; converting
+  // from an ASCII superset changes nothing in ASCII.
+  const std::string_view iconvName = charset->empty() ? "UTF-8" : iconvNameFor(charset->c_str());
+  const bool fromUtf8 = iconvName == "UTF-8";
+  if (!fromUtf8 && !iconvName.starts_with("WINDOWS-125") && !iconvName.starts_with("ISO-8859-")) {
+    return std::nullopt;
+  }
+  for (std::size_t i = 0; i < body.size();) {
+    const std::size_t n = fromUtf8 ? utf8SequenceLength(body, i) : (body[i] & 0x80) == 0 ? 1 : 0;
+    if (n == 0) {
+      return std::nullopt;
+    }
+    i += n;
+  }
+  return std::string(body);
+}
+
+/// Cuts `text` to at most `limit` bytes at a UTF-8 character boundary; true
+/// if anything was cut.
+bool cutAtCharacter(std::string& text, std::size_t limit) {
+  if (text.size() <= limit) {
+    return false;
+  }
+  std::size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  text.resize(cut);
+  return true;
+}
+
 /// Parses `bytes` with GMime and collects the body text.
 void extractBody(std::string_view bytes, const MessageLimits& limits, std::string& body,
                  bool& truncated) {
@@ -959,12 +1091,38 @@ Message Message::parse(std::string_view raw, const MessageLimits& limits) {
     m.fromHeaderCount_ += field.lowerName == "from" ? 1 : 0;
   }
   GmimeInput input = GmimeInputBuilder(m.raw_, top, limits).build();
+  std::optional<std::string> plain;
+  if (!input.rewritten && !input.incomplete && !top.irregular) {
+    plain = plainTextBody(top, m.rawBody());
+  }
   m.headers_ = std::move(top.fields);
   m.truncated_ = input.incomplete;
-  extractBody(input.rewritten ? std::string_view(input.owned) : std::string_view(m.raw_), limits,
-              m.body_, m.truncated_);
+  if (plain) {
+    m.truncated_ = cutAtCharacter(*plain, limits.maxDecodedBody);
+    crlfToLf(*plain);
+    m.body_ = std::move(*plain);
+  } else {
+    extractBody(input.rewritten ? std::string_view(input.owned) : std::string_view(m.raw_), limits,
+                m.body_, m.truncated_);
+  }
   return m;
 }
+
+namespace detail {
+
+std::string bodyThroughGmime(std::string_view raw, const MessageLimits& limits, bool& truncated) {
+  ensureGmimeInitialised();
+  const std::string copy(raw);
+  const TopHeaders top = scanTopHeaders(copy, limits.maxHeaders);
+  const GmimeInput input = GmimeInputBuilder(copy, top, limits).build();
+  std::string body;
+  truncated = input.incomplete;
+  extractBody(input.rewritten ? std::string_view(input.owned) : std::string_view(copy), limits,
+              body, truncated);
+  return body;
+}
+
+}  // namespace detail
 
 std::vector<std::string> Message::header(std::string_view name) const {
   std::vector<std::string> values;

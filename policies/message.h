@@ -99,6 +99,13 @@ struct MessageLimits {
   std::size_t maxParts = 100;             ///< MIME entities visited for body()
 };
 
+namespace detail {
+/// body() and truncated() as GMime alone computes them. Message::parse()
+/// takes a plain single-part text message straight from its bytes instead;
+/// the tests compare the two.
+std::string bodyThroughGmime(std::string_view raw, const MessageLimits& limits, bool& truncated);
+}  // namespace detail
+
 class Message {
  public:
   /// Parses a whole RFC 5322 message (CRLF or LF line ends). Never fails: a

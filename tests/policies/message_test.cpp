@@ -458,6 +458,94 @@ TEST_CASE("Message parses on several threads at once", "[message]") {
 // Real messages, when the shared conformance data or SpamAssassin's samples
 // are installed; the invariants hold for any input.
 
+TEST_CASE("Message plain-text shortcut: the same body as GMime's", "[message]") {
+  const std::vector<std::string> headerVariants = {
+      "",
+      "Content-Type: text/plain\n",
+      "Content-Type: text/plain; charset=utf-8\n",
+      "Content-Type: TEXT/HTML; charset=\"US-ASCII\"; format=flowed\n",
+      "Content-Type: text/plain;\n charset=\"UTF-8\"\nContent-Transfer-Encoding: 8bit\n",
+      "Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 7bit\n",
+      "Content-Type: text/plain; charset=windows-1251\n",
+      "Content-Type: text/plain; charset=koi8-r\n",
+      "Content-Type: text/plain; charset=utf-16\n",
+      "Content-Type: text/plain; charset=x-made-up\n",
+      "Content-Type: text/plain; charset=utf-8; charset=us-ascii\n",
+      "Content-Type: text/plain; charset*=utf-8''x\n",
+      "Content-Type: text/plain (comment); charset=utf-8\n",
+      "Content-Type: text/plain; charset=\"utf-8\n",
+      "Content-Type: text/plain; charset=\n",
+      "Content-Type: text/plain;\n",
+      "Content-Type: text/\n",
+      "Content-Type:\n",
+      "Content-Type: text/plain\nContent-Type: text/html\n",
+      "Content-Type: multipart/mixed; boundary=b\n",
+      "Content-Type: application/octet-stream\n",
+      "Content-Type: message/rfc822\n",
+      "Content-Transfer-Encoding: base64\n",
+      "Content-Transfer-Encoding: quoted-printable\n",
+      "Content-Transfer-Encoding: BINARY\n",
+      "Content-Transfer-Encoding: x-unknown\n",
+      "Content-Transfer-Encoding: 7bit\nContent-Transfer-Encoding: base64\n",
+      "Content-Disposition: attachment\n",
+      "Content-Disposition: inline\n",
+      "Subject : obsolete spacing\nX-Odd@Name!: v\n",
+      "X-Latin: caf\xE9\n",
+      "not a field line\n",
+      " orphan continuation\n",
+      "X-CR: a\rb\n",
+      std::string("X-NUL: a\0b\n", 12),
+      "From mbox-style line\n",
+      "X-Long: " + std::string(2000, 'h') + "\n",
+  };
+  const std::vector<std::string> bodies = {
+      "",
+      "Hello\n",
+      "Hello\r\nworld\r\n",
+      "no final newline",
+      "bare\rCR and\r\nCRLF and\nLF\n",
+      "From the mbox line\n>From quoted\n.\n..\n",
+      "-- \nsignature\n--b\n--b--\n",
+      std::string("NUL\0inside\n", 11),
+      "Gr\xC3\xBC\xC3\x9F"
+      "e \xF0\x9F\x98\x80 emoji\n",
+      "invalid \xFF\xFE bytes\n",
+      "caf\xE9 latin-1\n",
+      "surrogate \xED\xA0\x80 and overlong \xC0\xAF\n",
+      "truncated \xE2\x82\n",
+      "SGVsbG8gV29ybGQ=\n",
+      "soft=\nbreak =E9=3D\n",
+      "=?utf-8?q?encoded?= word\n",
+      "begin 644 file\nM86)C\nend\n",
+      std::string(300, 'x') + "\xE2\x82\xAC" + std::string(300, 'y') + "\n",
+  };
+  MessageLimits small;
+  small.maxDecodedBody = 301;  // cuts inside the euro sign of the last body
+  MessageLimits tiny;
+  tiny.maxDecodedBody = 3;
+  const std::vector<MessageLimits> limitVariants = {MessageLimits{}, small, tiny};
+  int compared = 0;
+  for (const std::string& headers : headerVariants) {
+    for (const std::string& body : bodies) {
+      for (bool crlf : {false, true}) {
+        const std::string lf = "From: a@example.com\nSubject: s\n" + headers + "\n" + body;
+        const std::string raw = crlf ? withCrlf(lf) : lf;
+        for (const MessageLimits& limits : limitVariants) {
+          INFO("headers: " << headers << "body: " << body << (crlf ? " (CRLF)" : " (LF)")
+                           << " limit " << limits.maxDecodedBody);
+          bool gmimeTruncated = false;
+          const std::string expected = detail::bodyThroughGmime(raw, limits, gmimeTruncated);
+          const Message m = Message::parse(raw, limits);
+          CHECK(m.body() == expected);
+          CHECK(m.truncated() == gmimeTruncated);
+          ++compared;
+        }
+      }
+    }
+  }
+  CHECK(compared == static_cast<int>(headerVariants.size() * bodies.size() * 2 * 3));
+}
+
 TEST_CASE("Message invariants on real messages", "[message]") {
   namespace fs = std::filesystem;
   std::vector<fs::path> files;
@@ -485,6 +573,9 @@ TEST_CASE("Message invariants on real messages", "[message]") {
     CHECK(m.size() == raw.size());
     CHECK(raw.ends_with(m.rawBody()));
     CHECK(isValidUtf8(m.body()));
+    bool gmimeTruncated = false;
+    CHECK(m.body() == detail::bodyThroughGmime(raw, {}, gmimeTruncated));
+    CHECK(m.truncated() == gmimeTruncated);
     CHECK(isValidUtf8(m.subject()));
     for (const HeaderField& field : m.headers()) {
       CHECK(isValidUtf8(field.value));
