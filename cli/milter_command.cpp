@@ -20,10 +20,10 @@ struct MilterOptions {
 
 int runMilter(const MilterOptions& options) {
   // Before the DNS resolver starts its threads: a thread without the mask
-  // would take SIGUSR2 with its default action and end the process.
+  // would take SIGHUP or SIGUSR2 with its default action and end the process.
   milter::MilterServer::blockServerSignals();
   rules::Diagnostics diags;
-  // libmilter calls back on one thread per connection, so a DNS lookup may
+  // The milter serves each connection on a thread of its own, so a DNS lookup may
   // block there: the milter gets the resolver directly.
   auto loaded = loadConfigAndRules(options.config, diags, {.enabled = true});
   printDiagnostics(diags);

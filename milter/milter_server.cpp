@@ -1,25 +1,32 @@
 #include "milter/milter_server.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <libmilter/mfapi.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <fmt/core.h>
 
 #include <atomic>
-#include <charconv>
-#include <cstdlib>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <system_error>
 #include <thread>
-#include <vector>
 
-#include "milter/milter_session.h"
+#include "milter/milter_conversation.h"
+#include "policies/config.h"
 
 namespace smtpgate::milter {
 
@@ -27,12 +34,28 @@ struct MilterServer::Impl {
   MilterSettings settings;
   policies::DecisionLog* log = nullptr;
   ReloadFunction reload;
-  std::string socketSpec;  ///< a mutable copy: smfi_setconn takes char*
 
   mutable std::mutex rulesMutex;
   rules::RuleSetPtr rules;  // guarded by rulesMutex
 
-  std::atomic<int> openSessions{0};
+  int listenFd = -1;
+  std::string unixPath;  ///< the socket file to remove at exit, if unix
+  int wakeRead = -1;     ///< the accept loop's stop pipe
+  int wakeWrite = -1;
+
+  std::mutex connectionsMutex;
+  std::condition_variable connectionClosed;
+  std::set<int> connections;  // guarded by connectionsMutex
+
+  // Threads are kept for the next connection rather than made for each:
+  // accepted connections wait in `pending` for a thread in `workerLoop`.
+  std::mutex workersMutex;
+  std::condition_variable workAvailable;
+  std::deque<int> pending;  // guarded by workersMutex
+  std::size_t waiting = 0;  // threads waiting for a connection; guarded by workersMutex
+  std::size_t workers = 0;  // threads alive; guarded by workersMutex
+  std::condition_variable workerEnded;
+
   std::atomic<bool> stopping{false};
   std::thread signalThread;
 
@@ -49,307 +72,117 @@ struct MilterServer::Impl {
       fmt::print(stderr, "smtpgate milter: decision log {}: {}\n", log->path(), log->lastError());
     }
   }
+  std::unique_ptr<MilterSession> newSession() {
+    return std::make_unique<MilterSession>(
+        currentRules(), settings.policy,
+        [this](const policies::DecisionRecord& r) { writeLog(r); });
+  }
+
   void signalLoop();
+  void stop();
+  /// Accepts until stopped; false if the listening socket failed.
+  bool acceptLoop();
+  void serve(int fd);
+  /// Hands an accepted connection to a waiting thread, or to a new one.
+  void dispatch(int fd);
+  void workerLoop();
+  /// Waits for the open connections: up to the grace, then ends them.
+  void drainConnections();
+  void shutDownConnections();
 };
 
 namespace {
 
-/// The one server of this process (libmilter callbacks carry no user pointer).
-MilterServer::Impl* gServer = nullptr;
-
-char kFilterName[] = "smtpgate";
-
-/// SIGUSR1 (reopen the log) and SIGUSR2 (reload), handled by our thread.
-sigset_t ourSignals() {
+/// The signals our thread takes: everything a daemon is sent.
+sigset_t serverSignals() {
   sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGUSR1);
-  sigaddset(&set, SIGUSR2);
+  for (int signo : {SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT}) {
+    sigaddset(&set, signo);
+  }
   return set;
 }
 
-MilterSession* sessionOf(SMFICTX* ctx) {
-  return static_cast<MilterSession*>(smfi_getpriv(ctx));
+/// How long a connection may stay silent (libmilter's default timeout).
+constexpr int kIdleTimeoutSeconds = 7210;
+/// How long a thread without a connection waits for the next before it ends.
+constexpr auto kIdleThreadLifetime = std::chrono::seconds(60);
+
+void setTimeouts(int fd) {
+  timeval tv{};
+  tv.tv_sec = kIdleTimeoutSeconds;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-MilterSession* newSession(SMFICTX* ctx) {
-  delete sessionOf(ctx);  // a connection reused by the MTA (SMFIC_QUIT_NC) starts over
-  auto* s = new MilterSession(gServer->currentRules(), gServer->settings.policy,
-                              [](const policies::DecisionRecord& r) { gServer->writeLog(r); });
-  smfi_setpriv(ctx, s);
-  return s;
+std::string errnoText() {
+  return std::system_category().message(errno);  // strerror() is not thread-safe
 }
 
-MilterSession& sessionFor(SMFICTX* ctx) {
-  MilterSession* s = sessionOf(ctx);
-  if (s == nullptr) {  // no negotiate callback (an old MTA): start here
-    gServer->openSessions.fetch_add(1, std::memory_order_relaxed);
-    s = newSession(ctx);
-    s->setProtocolFlags(0);
+/// A listening unix socket at `path`; a stale socket file there is removed
+/// first (anything else in the way is an error).
+int listenUnix(const std::string& path, std::string& error) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "path too long for a unix socket";
+    return -1;
   }
-  return *s;
-}
-
-std::string_view macro(SMFICTX* ctx, const char* name) {
-  const char* value = smfi_getsymval(ctx, const_cast<char*>(name));
-  return value == nullptr ? std::string_view() : std::string_view(value);
-}
-
-void takeQueueId(SMFICTX* ctx, MilterSession& s) {
-  std::string_view id = macro(ctx, "i");
-  if (!id.empty()) {
-    s.setQueueId(id);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      error = "exists and is not a socket";
+      return -1;
+    }
+    ::unlink(path.c_str());
   }
-}
-
-std::vector<std::string_view> arguments(char** argv) {
-  std::vector<std::string_view> out;
-  for (char** p = argv; p != nullptr && *p != nullptr; ++p) {
-    out.emplace_back(*p);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = errnoText();
+    return -1;
   }
-  return out;
-}
-
-/// The one place a Response becomes libmilter output: the status, and for a
-/// refusal the rule's code, enhanced code and text through smfi_setreply.
-sfsistat answer(SMFICTX* ctx, const Response& response) {
-  if (response.reply) {
-    const policies::Reply& r = *response.reply;
-    std::string code = std::to_string(r.code);
-    std::string esc = r.esc.toString();
-    std::string text = escapeReplyText(r.text);
-    if (smfi_setreply(ctx, code.data(), esc.data(), text.data()) != MI_SUCCESS) {
-      // The MTA then answers with its own reply of the same class.
-      fmt::print(stderr, "smtpgate milter: libmilter refused the reply '{} {} {}'\n", code, esc,
-                 text);
-    }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    error = errnoText();
+    ::close(fd);
+    return -1;
   }
-  return response.status;
+  return fd;
 }
 
-/// Makes the header changes of an end-of-message Response, in its order.
-/// False if libmilter refused one (a lost MTA connection, or an action the
-/// MTA did not grant): the caller then fails closed rather than let a forged
-/// Authentication-Results through.
-bool changeHeaders(SMFICTX* ctx, const std::vector<HeaderChange>& changes) {
-  for (const HeaderChange& change : changes) {
-    std::string name = change.name;  // libmilter takes char*
-    std::string value = change.value;
-    int rc = change.kind == HeaderChange::Kind::Delete
-                 ? smfi_chgheader(ctx, name.data(), change.index, nullptr)
-                 : smfi_insheader(ctx, change.index, name.data(), value.data());
-    if (rc != MI_SUCCESS) {
-      fmt::print(stderr, "smtpgate milter: libmilter refused to {} header {} #{}\n",
-                 change.kind == HeaderChange::Kind::Delete ? "delete" : "insert", name,
-                 change.index);
-      return false;
-    }
+int listenTcp(const policies::HostPort& where, bool inet6, std::string& error) {
+  addrinfo hints{};
+  hints.ai_family = inet6 ? AF_INET6 : AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(where.port);
+  const char* host = where.host.empty() ? nullptr : where.host.c_str();
+  if (int rc = ::getaddrinfo(host, port.c_str(), &hints, &found); rc != 0) {
+    error = ::gai_strerror(rc);
+    return -1;
   }
-  return true;
-}
-
-/// Exceptions must not cross into C: a failing callback tempfails (fail
-/// closed; Postfix retries later), and says why on stderr.
-template <typename F>
-sfsistat guarded(const char* step, F&& f) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "smtpgate milter: {}: {}\n", step, e.what());
-  } catch (...) {
-    fmt::print(stderr, "smtpgate milter: {}: unknown exception\n", step);
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owned(found, ::freeaddrinfo);
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = errnoText();
+    return -1;
   }
-  return SMFIS_TEMPFAIL;
-}
-
-std::uint16_t parsePort(std::string_view text, std::uint16_t fallback) {
-  std::uint16_t port = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-  return ec == std::errc{} && end == text.data() + text.size() && port != 0 ? port : fallback;
-}
-
-// ---------------------------------------------------------------------------
-// The callbacks, in protocol order.
-
-sfsistat onNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
-                     unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
-                     unsigned long* pf3) {
-  return guarded("negotiate", [&] {
-    if (sessionOf(ctx) == nullptr) {
-      gServer->openSessions.fetch_add(1, std::memory_order_relaxed);
-    }
-    MilterSession* s = newSession(ctx);
-    // Header changes (our Authentication-Results added, forged ones deleted)
-    // need the actions and the header fields, whatever the rules read.
-    const bool edits = s->policy().editsHeaders();
-    s->setProtocolFlags(protocolFlags(f1, s->needsMessage(), edits));
-    s->setActionFlags(actionFlags(f0, edits));
-    if (edits && s->actionFlags() != (SMFIF_ADDHDRS | SMFIF_CHGHDRS)) {
-      static std::atomic<bool> warned{false};
-      if (!warned.exchange(true)) {
-        const bool add = (s->actionFlags() & SMFIF_ADDHDRS) != 0;
-        const bool del = (s->actionFlags() & SMFIF_CHGHDRS) != 0;
-        fmt::print(stderr, "smtpgate milter: warning: the MTA does not let milters {}{}{}\n",
-                   add ? "" : "add header fields (no Authentication-Results is added)",
-                   add || del ? "" : ", nor ",
-                   del ? "" : "delete header fields (forged Authentication-Results stay)");
-      }
-    }
-    *pf0 = s->actionFlags();
-    *pf1 = s->protocolFlags();
-    *pf2 = 0;
-    *pf3 = 0;
-    return SMFIS_CONTINUE;
-  });
-}
-
-sfsistat onConnect(SMFICTX* ctx, char* /*hostname*/, _SOCK_ADDR* addr) {
-  return guarded("connect", [&] {
-    MilterSession& s = sessionFor(ctx);
-    std::optional<rules::IpAddress> ip;
-    std::uint16_t port = 0;
-    char text[INET6_ADDRSTRLEN] = {};
-    if (addr != nullptr && addr->sa_family == AF_INET) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
-      inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-      port = ntohs(in->sin_port);
-      ip = rules::IpAddress::parse(text);
-    } else if (addr != nullptr && addr->sa_family == AF_INET6) {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
-      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-      port = ntohs(in6->sin6_port);
-      std::string_view t(text);
-      if (t.starts_with("::ffff:") && t.find('.') != std::string_view::npos) {
-        t.remove_prefix(7);  // a v4-mapped address is the v4 client
-      }
-      ip = rules::IpAddress::parse(t);
-    }
-    // Postfix sends {daemon_port} when milter_connect_macros lists it.
-    std::uint16_t localPort = parsePort(macro(ctx, "{daemon_port}"), 25);
-    return answer(ctx, s.connect(ip, port, localPort));
-  });
-}
-
-sfsistat onHelo(SMFICTX* ctx, char* helo) {
-  return guarded("helo", [&] {
-    policies::TlsInfo tls;
-    tls.version = std::string(macro(ctx, "{tls_version}"));
-    tls.cipher = std::string(macro(ctx, "{cipher}"));
-    tls.active = !tls.version.empty();
-    return answer(ctx, sessionFor(ctx).helo(helo == nullptr ? "" : helo, tls));
-  });
-}
-
-sfsistat onEnvelopeFrom(SMFICTX* ctx, char** argv) {
-  return guarded("envfrom", [&] {
-    MilterSession& s = sessionFor(ctx);
-    takeQueueId(ctx, s);
-    return answer(ctx, s.envelopeFrom(arguments(argv)));
-  });
-}
-
-sfsistat onEnvelopeRecipient(SMFICTX* ctx, char** argv) {
-  return guarded("envrcpt", [&] {
-    MilterSession& s = sessionFor(ctx);
-    takeQueueId(ctx, s);
-    return answer(ctx, s.envelopeRecipient(arguments(argv)));
-  });
-}
-
-sfsistat onHeader(SMFICTX* ctx, char* name, char* value) {
-  return guarded("header", [&] {
-    MilterSession& s = sessionFor(ctx);
-    s.header(name == nullptr ? "" : name, value == nullptr ? "" : value);
-    return (s.protocolFlags() & SMFIP_NR_HDR) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-  });
-}
-
-sfsistat onEndOfHeaders(SMFICTX* ctx) {
-  return guarded("eoh", [&] {
-    MilterSession& s = sessionFor(ctx);
-    s.endOfHeaders();
-    return (s.protocolFlags() & SMFIP_NR_EOH) != 0 ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-  });
-}
-
-sfsistat onBody(SMFICTX* ctx, unsigned char* chunk, size_t length) {
-  return guarded("body", [&] {
-    MilterSession& s = sessionFor(ctx);
-    bool more = s.body({reinterpret_cast<const char*>(chunk), length});
-    return !more && (s.protocolFlags() & SMFIP_SKIP) != 0 ? SMFIS_SKIP : SMFIS_CONTINUE;
-  });
-}
-
-sfsistat onEndOfMessage(SMFICTX* ctx) {
-  return guarded("eom", [&] {
-    MilterSession& s = sessionFor(ctx);
-    takeQueueId(ctx, s);
-    Response r = s.endOfMessage();
-    // Header changes are only allowed here, before the final answer; the
-    // Response lists them in order (forged Authentication-Results deleted
-    // from the last index to the first, then ours inserted).
-    if (!changeHeaders(ctx, r.headerChanges)) {
-      return SMFIS_TEMPFAIL;
-    }
-    return answer(ctx, r);
-  });
-}
-
-sfsistat onAbort(SMFICTX* ctx) {
-  return guarded("abort", [&] {
-    if (MilterSession* s = sessionOf(ctx)) {
-      s->abort();
-    }
-    return SMFIS_CONTINUE;
-  });
-}
-
-sfsistat onClose(SMFICTX* ctx) {
-  if (MilterSession* s = sessionOf(ctx)) {
-    smfi_setpriv(ctx, nullptr);
-    delete s;
-    gServer->openSessions.fetch_sub(1, std::memory_order_relaxed);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+    error = errnoText();
+    ::close(fd);
+    return -1;
   }
-  return SMFIS_CONTINUE;
-}
-
-/// Sets TCP_NODELAY on our listening TCP socket(s); accepted sockets inherit
-/// it on Linux. libmilter does not expose the descriptor, so it is found in
-/// /proc/self/fd: the only listening socket this process has at this point.
-int setNoDelayOnListeners() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) {
-    return 0;
-  }
-  int self = ::dirfd(dir);
-  while (dirent* entry = ::readdir(dir)) {
-    int fd = std::atoi(entry->d_name);
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9' || fd == self) {
-      continue;
-    }
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    sockaddr_storage addr{};
-    socklen_t alen = sizeof addr;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0 ||
-        (addr.ss_family != AF_INET && addr.ss_family != AF_INET6)) {
-      continue;
-    }
-    int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) {
-      ++count;
-    }
-  }
-  ::closedir(dir);
-  return count;
+  return fd;
 }
 
 }  // namespace
 
 void MilterServer::Impl::signalLoop() {
-  sigset_t set = ourSignals();
+  sigset_t set = serverSignals();
   for (;;) {
     int signo = 0;
     if (sigwait(&set, &signo) != 0) {
@@ -358,18 +191,128 @@ void MilterServer::Impl::signalLoop() {
     if (stopping.load()) {
       return;
     }
-    if (signo == SIGUSR1) {
-      if (log != nullptr) {
-        log->requestReopen();
-      }
-    } else if (signo == SIGUSR2) {
-      if (auto fresh = reload ? reload() : nullptr) {
-        setRules(fresh);
-        fmt::print(stderr, "smtpgate milter: reloaded rules, ruleset {}\n", fresh->hash());
-      } else {
-        fmt::print(stderr, "smtpgate milter: reload failed, keeping the current rules\n");
-      }
+    switch (signo) {
+      case SIGUSR1:
+        if (log != nullptr) {
+          log->requestReopen();
+        }
+        break;
+      case SIGHUP:
+      case SIGUSR2:
+        if (auto fresh = reload ? reload() : nullptr) {
+          setRules(fresh);
+          fmt::print(stderr, "smtpgate milter: reloaded rules, ruleset {}\n", fresh->hash());
+        } else {
+          fmt::print(stderr, "smtpgate milter: reload failed, keeping the current rules\n");
+        }
+        break;
+      default:  // SIGTERM, SIGINT: finish open connections (up to the grace), then exit
+        stop();
+        return;
     }
+  }
+}
+
+void MilterServer::Impl::stop() {
+  stopping.store(true);
+  [[maybe_unused]] auto ignored = ::write(wakeWrite, "x", 1);
+}
+
+void MilterServer::Impl::serve(int fd) {
+  MilterConversation conversation([this] { return newSession(); });
+  serveConnection(fd, conversation);
+  std::lock_guard lock(connectionsMutex);
+  connections.erase(fd);
+  ::close(fd);
+  connectionClosed.notify_all();
+}
+
+void MilterServer::Impl::dispatch(int fd) {
+  std::lock_guard lock(workersMutex);
+  pending.push_back(fd);
+  if (pending.size() <= waiting) {
+    workAvailable.notify_one();
+    return;
+  }
+  try {
+    std::thread([this] { workerLoop(); }).detach();
+    ++workers;
+  } catch (const std::system_error& e) {
+    // Serve it when a thread comes free; say why it waits.
+    fmt::print(stderr, "smtpgate milter: no new thread for a connection: {}\n", e.what());
+  }
+}
+
+void MilterServer::Impl::workerLoop() {
+  for (;;) {
+    int fd = -1;
+    {
+      std::unique_lock lock(workersMutex);
+      ++waiting;
+      workAvailable.wait_for(lock, kIdleThreadLifetime,
+                             [&] { return !pending.empty() || stopping.load(); });
+      --waiting;
+      if (pending.empty()) {
+        --workers;  // idle too long, or stopping
+        workerEnded.notify_all();
+        return;
+      }
+      fd = pending.front();
+      pending.pop_front();
+    }
+    serve(fd);
+  }
+}
+
+bool MilterServer::Impl::acceptLoop() {
+  while (!stopping.load()) {
+    pollfd fds[2] = {{listenFd, POLLIN, 0}, {wakeRead, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      fmt::print(stderr, "smtpgate milter: poll: {}\n", errnoText());
+      return false;
+    }
+    if ((fds[0].revents & POLLIN) == 0) {
+      continue;
+    }
+    const int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+        fmt::print(stderr, "smtpgate milter: accept: {}\n", errnoText());
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // EMFILE: do not spin
+      }
+      continue;
+    }
+    // Replies go out as soon as they are written (see "Nagle" in the header).
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // fails harmlessly on unix
+    setTimeouts(fd);
+    {
+      std::lock_guard lock(connectionsMutex);
+      connections.insert(fd);
+    }
+    dispatch(fd);
+  }
+  return true;
+}
+
+void MilterServer::Impl::shutDownConnections() {
+  std::lock_guard lock(connectionsMutex);
+  for (int fd : connections) {
+    ::shutdown(fd, SHUT_RDWR);  // the serving thread sees the end and closes it
+  }
+}
+
+void MilterServer::Impl::drainConnections() {
+  std::unique_lock lock(connectionsMutex);
+  connectionClosed.wait_for(lock, settings.shutdownGrace, [&] { return connections.empty(); });
+  if (!connections.empty()) {
+    lock.unlock();
+    shutDownConnections();
+    lock.lock();
+    connectionClosed.wait_for(lock, std::chrono::seconds(5), [&] { return connections.empty(); });
   }
 }
 
@@ -380,92 +323,96 @@ MilterServer::MilterServer(MilterSettings settings, rules::RuleSetPtr rules,
   impl_->rules = std::move(rules);
   impl_->log = log;
   impl_->reload = std::move(reload);
-  impl_->socketSpec = impl_->settings.socket;
 }
 
 MilterServer::~MilterServer() {
-  if (impl_ != nullptr && impl_->openSessions.load() == 0) {
-    if (gServer == impl_) {
-      gServer = nullptr;
-    }
-    delete impl_;
+  if (impl_ == nullptr) {
+    return;
   }
+  {
+    std::scoped_lock lock(impl_->connectionsMutex, impl_->workersMutex);
+    if (!impl_->connections.empty() || impl_->workers > 0) {
+      return;  // a thread still runs: leak the Impl rather than free it under it
+    }
+  }
+  for (int fd : {impl_->listenFd, impl_->wakeRead, impl_->wakeWrite}) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  delete impl_;
 }
 
 bool MilterServer::open() {
-  if (gServer != nullptr && gServer != impl_) {
-    fmt::print(stderr, "smtpgate milter: only one milter per process\n");
+  std::string error;
+  const auto where = policies::parseMilterSocket(impl_->settings.socket, error);
+  if (!where) {
+    fmt::print(stderr, "smtpgate milter: bad socket {}: {}\n", impl_->settings.socket, error);
     return false;
   }
-  gServer = impl_;
-  smfiDesc desc{};
-  desc.xxfi_name = kFilterName;
-  desc.xxfi_version = SMFI_VERSION;
-  desc.xxfi_flags = SMFIF_NONE;
-  desc.xxfi_connect = onConnect;
-  desc.xxfi_helo = onHelo;
-  desc.xxfi_envfrom = onEnvelopeFrom;
-  desc.xxfi_envrcpt = onEnvelopeRecipient;
-  desc.xxfi_header = onHeader;
-  desc.xxfi_eoh = onEndOfHeaders;
-  desc.xxfi_body = onBody;
-  desc.xxfi_eom = onEndOfMessage;
-  desc.xxfi_abort = onAbort;
-  desc.xxfi_close = onClose;
-  desc.xxfi_negotiate = onNegotiate;
-  if (smfi_setconn(impl_->socketSpec.data()) != MI_SUCCESS) {
-    fmt::print(stderr, "smtpgate milter: bad socket {}\n", impl_->settings.socket);
+  if (where->family == policies::MilterSocket::Family::Unix) {
+    impl_->listenFd = listenUnix(where->unixPath, error);
+    impl_->unixPath = where->unixPath;
+  } else {
+    impl_->listenFd =
+        listenTcp(where->tcp, where->family == policies::MilterSocket::Family::Inet6, error);
+  }
+  if (impl_->listenFd < 0) {
+    fmt::print(stderr, "smtpgate milter: cannot listen on {}: {}\n", impl_->settings.socket, error);
     return false;
   }
-  if (smfi_register(desc) != MI_SUCCESS) {
-    fmt::print(stderr, "smtpgate milter: smfi_register failed\n");
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    fmt::print(stderr, "smtpgate milter: pipe: {}\n", errnoText());
     return false;
   }
-  if (smfi_opensocket(true) != MI_SUCCESS) {
-    fmt::print(stderr,
-               "smtpgate milter: cannot listen on {} (in use? permissions? libmilter logs the "
-               "reason to syslog)\n",
-               impl_->settings.socket);
-    return false;
-  }
-  if (!impl_->settings.socket.starts_with("unix:") && setNoDelayOnListeners() == 0) {
-    fmt::print(stderr, "smtpgate milter: warning: could not set TCP_NODELAY on {}\n",
-               impl_->settings.socket);
-  }
+  impl_->wakeRead = pipeFds[0];
+  impl_->wakeWrite = pipeFds[1];
   return true;
 }
 
 void MilterServer::blockServerSignals() {
-  sigset_t set = ourSignals();
+  sigset_t set = serverSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 int MilterServer::run() {
-  // Block our signals before any thread starts, so that all of them
-  // (libmilter's included) inherit the mask and only signalThread takes them.
+  // Blocked before any thread starts, so that only signalThread takes them.
   blockServerSignals();
   impl_->signalThread = std::thread([impl = impl_] { impl->signalLoop(); });
 
   fmt::print(stderr, "smtpgate milter: listening on {}, ruleset {}{}\n", impl_->settings.socket,
              impl_->currentRules()->hash(), impl_->settings.policy.dryRun ? ", dry-run" : "");
-  int rc = smfi_main();
+  const bool clean = impl_->acceptLoop();
 
+  // Stop taking connections, then let the open ones finish.
+  ::close(std::exchange(impl_->listenFd, -1));
+  if (!impl_->unixPath.empty()) {
+    ::unlink(impl_->unixPath.c_str());
+  }
   impl_->stopping.store(true);
+  {
+    std::lock_guard lock(impl_->workersMutex);
+    impl_->workAvailable.notify_all();  // idle threads end; busy ones end after their connection
+  }
+  // Wakes the signal thread if it still waits (it then sees `stopping`); a
+  // no-op if it returned after a stop signal.
   pthread_kill(impl_->signalThread.native_handle(), SIGUSR2);
   impl_->signalThread.join();
-
-  // SIGTERM/SIGHUP let open connections finish; wait for them up to the
-  // grace. Past it, the process exits under them (Postfix applies
-  // milter_default_action) and the Impl is leaked rather than freed under
-  // their feet.
-  auto deadline = std::chrono::steady_clock::now() + impl_->settings.shutdownGrace;
-  while (impl_->openSessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  impl_->drainConnections();
+  {
+    std::unique_lock lock(impl_->workersMutex);
+    impl_->workAvailable.notify_all();
+    impl_->workerEnded.wait_for(lock, std::chrono::seconds(5), [&] { return impl_->workers == 0; });
   }
-  int left = impl_->openSessions.load();
+  std::size_t left = 0;
+  {
+    std::lock_guard lock(impl_->connectionsMutex);
+    left = impl_->connections.size();
+  }
   fmt::print(stderr, "smtpgate milter: stopped{}\n",
              left > 0 ? fmt::format(", {} connection(s) still open", left) : std::string());
-  return rc == MI_SUCCESS ? 0 : 1;
+  return clean ? 0 : 1;
 }
 
 }  // namespace smtpgate::milter

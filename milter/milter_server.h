@@ -1,49 +1,42 @@
 #pragma once
-/// MilterServer — the `smtpgate milter` process: libmilter registration, the
-/// listening socket, the callbacks (each a thin adapter onto a MilterSession),
-/// signals and rule reload.
+/// MilterServer — the `smtpgate milter` process: the listening socket, one
+/// thread per open MTA connection (kept for the next connection when that one
+/// ends), each running a MilterConversation (milter_conversation.h) onto a
+/// MilterSession; signals and rule reload.
 ///
-/// libmilter is process-global: one filter per process, C callbacks without a
-/// user pointer. So there is at most one MilterServer per process; the
-/// callbacks find it through a process-wide pointer set by open().
+/// The milter protocol is our own engine (milter_protocol.h says why not
+/// libmilter: Debian's is built with a worker pool whose controller polls
+/// every open connection for every command). Its behaviour towards the MTA
+/// is libmilter's: the same negotiation, replies, header changes and macro
+/// lookups, and `inet:PORT@HOST`, `inet6:PORT@HOST` and `unix:/path` sockets.
 ///
-/// Signals. libmilter owns SIGHUP, SIGTERM and SIGINT: smfi_main() blocks them
-/// in every thread and a thread of its own sigwait()s for them. SIGTERM and
-/// SIGHUP both stop the listener gracefully (open connections finish), SIGINT
-/// aborts them (libmilter signal.c, mi_signal_thread) — libmilter gives no way
-/// to tell SIGHUP from SIGTERM afterwards, and a second thread waiting for
-/// SIGHUP would race libmilter's for each signal. So in milter mode:
-///   SIGUSR2  reloads the config's rules (the proxy's SIGHUP: a set with
-///            errors is refused and the running one kept; connections keep
-///            the rules they started with);
-///   SIGUSR1  reopens the decision log (logrotate), as in the proxy;
-///   SIGHUP, SIGTERM  stop accepting, let open connections finish up to the
-///            shutdown grace, exit 0;
-///   SIGINT   abort open connections and exit.
-/// One thread of ours sigwait()s for SIGUSR1 and SIGUSR2, blocked everywhere
-/// else before libmilter starts its threads.
+/// Signals, as in the proxy. One thread of ours sigwait()s for them; they are
+/// blocked in every other thread (blockServerSignals() first thing in main,
+/// before any thread is made):
+///   SIGHUP, SIGUSR2  reload the config's rules (a set with errors is
+///            refused and the running one kept; connections keep the rules
+///            they started with). SIGUSR2 is kept from the time libmilter
+///            owned SIGHUP, so existing unit files keep working;
+///   SIGUSR1  reopens the decision log (logrotate);
+///   SIGTERM, SIGINT  stop accepting, let open connections finish up to the
+///            shutdown grace, then end them; exit 0.
 ///
 /// Header changes. Every connection asks the MTA for SMFIF_ADDHDRS and
 /// SMFIF_CHGHDRS (as far as it offers them) and for the header fields (no
 /// SMFIP_NOHDRS, even when no rule reads the message), because every message
 /// let through at end of message gets the Policy's Authentication-Results at
 /// the top and loses forged ones. MilterSession decides the changes and
-/// their order; the end-of-message callback makes them (smfi_chgheader with
-/// a NULL value to delete, smfi_insheader just below the MTA's Received
-/// header) before the final answer, and tempfails the message if libmilter
-/// refuses one.
+/// their order; they go out right before the final answer.
 ///
-/// Nagle. libmilter sets only SO_KEEPALIVE on the connections it accepts
-/// (listener.c, mi_listener), and writes every reply message with its own
-/// writev(). A milter that sends two messages in a row — a header change
-/// (SMFIR_ADDHEADER/INSHEADER) and then the final ACCEPT at end of message,
-/// as opendkim does with its Authentication-Results — has its second write
-/// held back by Nagle's algorithm until the MTA acknowledges the first, and
-/// the MTA, only reading, delays that ACK (40 ms on Linux): that is the
-/// 11 msgs/s over inet against 326 over a unix socket measured with Debian's
-/// opendkim. On Linux an accepted socket inherits TCP_NODELAY from its
-/// listening socket, so open() sets TCP_NODELAY on libmilter's listening
-/// socket and every milter connection is sent without delay.
+/// Nagle. A milter that sends two messages in a row — a header change and
+/// then the final ACCEPT at end of message, as opendkim does with its
+/// Authentication-Results — has its second write held back by Nagle's
+/// algorithm until the MTA acknowledges the first, and the MTA, only reading,
+/// delays that ACK (40 ms on Linux): that is the 11 msgs/s over inet against
+/// 326 over a unix socket measured with Debian's opendkim (libmilter sets no
+/// TCP_NODELAY and writes every reply on its own). We set TCP_NODELAY on
+/// every accepted connection, and write all the replies to what the MTA sent
+/// in one go (the header changes and the final answer in one segment).
 ///
 /// The other direction has the same trap, on Postfix's side, which never sets
 /// TCP_NODELAY on its milter connections: a milter that negotiates
@@ -51,12 +44,12 @@
 /// needs no reply, and the message follows in a second write that Nagle holds
 /// until our delayed ACK of the first (40 ms per message, 18 msgs/s for one
 /// session over inet; BENCHMARKS.md "Postfix milter"). So we do not negotiate
-/// SMFIP_NODATA: libmilter answers the DATA event with CONTINUE, the reply
-/// carries the ACK, and nothing waits.
+/// SMFIP_NODATA: the DATA event is answered with CONTINUE, the reply carries
+/// the ACK, and nothing waits.
 ///
-/// Thread-safety: callbacks run on libmilter's per-connection threads; the
-/// current RuleSet is swapped under a mutex and each connection keeps the
-/// snapshot it negotiated with. The decision log is thread-safe.
+/// Thread-safety: a connection is served by one thread at a time; the current
+/// RuleSet is swapped under a mutex and each SMTP session keeps the snapshot
+/// it negotiated with. The decision log is thread-safe.
 
 #include <chrono>
 #include <functional>
@@ -69,7 +62,7 @@
 namespace smtpgate::milter {
 
 struct MilterSettings {
-  std::string socket = "inet:8891@127.0.0.1";  ///< libmilter syntax: inet:PORT@HOST, unix:/path
+  std::string socket = "inet:8891@127.0.0.1";  ///< inet:PORT@HOST, inet6:PORT@HOST, unix:/path
   /// Options of every connection's Policy: dryRun from [rules] mode; the
   /// DNS resolver and friends once the caller has them.
   policies::PolicyOptions policy;
@@ -88,16 +81,17 @@ class MilterServer {
   MilterServer(const MilterServer&) = delete;
   MilterServer& operator=(const MilterServer&) = delete;
 
-  /// Registers the filter with libmilter and opens the listening socket
-  /// (a stale unix socket file is removed first). False, with the reason on
-  /// stderr, if either fails.
+  /// Opens the listening socket (a stale unix socket file is removed first;
+  /// anything else at that path is an error). False, with the reason on
+  /// stderr, if that fails.
   bool open();
-  /// Blocks the signals the server takes on its own thread (SIGUSR1, SIGUSR2)
-  /// in the calling thread. Call first thing in main, before any thread is
-  /// made (the DNS resolver's included), so every thread inherits the mask;
-  /// run() does it too, for threads made after this point.
+  /// Blocks the signals the server takes on its own thread (SIGHUP, SIGUSR1,
+  /// SIGUSR2, SIGTERM, SIGINT) in the calling thread. Call first thing in main, before any thread
+  /// is made (the DNS resolver's included), so every thread inherits the mask; run() does it too,
+  /// for threads made after this point.
   static void blockServerSignals();
-  /// Serves until a stop signal; 0 after a clean stop, 1 if libmilter failed.
+  /// Serves until a stop signal; 0 after a clean stop, 1 if the listening
+  /// socket failed.
   int run();
 
   struct Impl;

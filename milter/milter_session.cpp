@@ -89,10 +89,10 @@ std::string escapeReplyText(std::string_view text) {
 }
 
 unsigned long protocolFlags(unsigned long offered, bool needsMessage, bool editsHeaders) {
-  // Not SMFIP_NODATA, though we have no DATA callback: with it Postfix still
+  // Not SMFIP_NODATA, though no rule reads the DATA command: with it Postfix still
   // sends the DATA stage's macros, a small write that needs no reply, and
   // then the message in a second write, which Nagle holds until our kernel's
-  // delayed ACK (40 ms) of the first; with the DATA event libmilter answers
+  // delayed ACK (40 ms) of the first; with the DATA event we answer
   // CONTINUE at once and nothing waits (milter_server.h, "Nagle").
   unsigned long wanted = SMFIP_NOUNKNOWN;
   if (needsMessage) {
@@ -156,7 +156,7 @@ Response MilterSession::helo(std::string_view name, const policies::TlsInfo& tls
 
 Response MilterSession::envelopeFrom(const std::vector<std::string_view>& args) {
   // A MAIL without an abort of the last transaction: start afresh (the
-  // queue id the glue set for this MAIL stays).
+  // queue id the engine set for this MAIL stays).
   policy_.onReset();
   message_.clear();
   fieldsSeen_.clear();

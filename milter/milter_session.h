@@ -2,7 +2,7 @@
 /// MilterSession — one Postfix milter connection, as calls on one Policy.
 ///
 /// Postfix sequences SMTP; the milter only adapts callbacks (STYLE.md G3).
-/// Each libmilter callback of a connection becomes one method here, in the
+/// Each milter command of a connection becomes one method here, in the
 /// same order and onto the same Policy stages as the proxy's SMTP session:
 ///
 ///   connect -> Policy::onConnect      helo   -> Policy::onHelo
@@ -11,17 +11,17 @@
 ///   eom     -> Policy::onEndOfData    abort  -> Policy::onReset
 ///
 /// and every Verdict becomes a Response in exactly one function,
-/// toResponse(). The libmilter glue (milter_server.cpp) turns a Response
-/// into SMFIS_* plus smfi_setreply and never looks at a Verdict itself.
+/// toResponse(). The protocol engine (milter_conversation.cpp) turns a
+/// Response into reply packets and never looks at a Verdict itself.
 ///
 /// Header changes. A message let through at end of message (accepted, or a
 /// would-be refusal in dry-run) gets the Policy's headersToAdd()
 /// (Authentication-Results) inserted at the top, and loses the incoming
 /// Authentication-Results that claim our authserv-id, like in the proxy.
 /// The header callback remembers the 1-based index, among the fields named
-/// Authentication-Results, of each forged one (libmilter counts per field
+/// Authentication-Results, of each forged one (the protocol counts per field
 /// name, as does Postfix); the end-of-message Response lists the changes in
-/// the order the glue must make them: the deletions from the LAST index to
+/// the order the engine must send them: the deletions from the LAST index to
 /// the first — deleting front to back would shift the later indexes down
 /// and let forged fields survive — and then the insertions. Deleting first
 /// also keeps our own field out of the count.
@@ -32,11 +32,11 @@
 /// milters, but counts it in smfi_insheader's index: index 0 would put our
 /// field above it (tests/integration/milter_test.cpp checks where it lands).
 ///
-/// This class knows nothing of SMFICTX: it is fed plain values, so it can be
+/// This class knows nothing of the wire protocol: it is fed plain values, so it can be
 /// tested without a running MTA.
 ///
 /// Lifetimes: a MilterSession lives from the MTA's option negotiation (or
-/// connect) until the connection's close callback (smfi_setpriv holds it).
+/// connect) until the connection ends or the MTA reuses it for another SMTP session.
 /// The transaction inside the Policy starts at envfrom and ends at eom, at
 /// abort (RSET, or the client left mid-transaction) or when MAIL is refused.
 /// The message buffer lives only as long as that transaction.
@@ -46,7 +46,7 @@
 /// through at end of data gets one "deliver" line. Lines carry Postfix's
 /// queue id (the `{i}` macro) once Postfix has assigned one.
 ///
-/// Thread-safety: libmilter calls the callbacks of one connection one after
+/// Thread-safety: the engine calls the methods of one connection one after
 /// another, on one thread at a time; a MilterSession is not shared.
 
 #include <libmilter/mfapi.h>
@@ -149,9 +149,9 @@ class MilterSession {
   Response connect(const std::optional<rules::IpAddress>& ip, std::uint16_t port,
                    std::uint16_t localPort);
   Response helo(std::string_view name, const policies::TlsInfo& tls);
-  /// `args` as libmilter passes them: "<sender>", then ESMTP parameters.
+  /// `args` as the MTA sends them: "<sender>", then ESMTP parameters.
   Response envelopeFrom(const std::vector<std::string_view>& args);
-  /// `args` as libmilter passes them: "<recipient>", then ESMTP parameters.
+  /// `args` as the MTA sends them: "<recipient>", then ESMTP parameters.
   Response envelopeRecipient(const std::vector<std::string_view>& args);
   /// One header, `value` as the MTA sent it (with its leading space when
   /// HDR_LEADSPC was negotiated; folded lines joined by "\n" or "\r\n").
@@ -169,7 +169,7 @@ class MilterSession {
   void abort();
 
   /// Postfix's queue id from the `{i}` macro, when the MTA sends it; the
-  /// glue sets it before each envelope and end-of-message call. Cleared at
+  /// engine sets it before each envelope and end-of-message call. Cleared at
   /// the end of each transaction.
   void setQueueId(std::string_view queueId) { queueId_ = std::string(queueId); }
 

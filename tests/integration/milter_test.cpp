@@ -5,7 +5,7 @@
 /// rcpt refuses that recipient only; an accepted message reaches the sink and
 /// the decision log has its "deliver" line with Postfix's queue id; dry-run
 /// delivers and logs "would-reject"; with the milter down, Postfix's
-/// milter_default_action (tempfail) applies; SIGUSR2 reloads the rules; a
+/// milter_default_action (tempfail) applies; SIGHUP and SIGUSR2 reload the rules; a
 /// message let through gets our Authentication-Results right below
 /// Postfix's own Received header, and loses forged ones (issue 5).
 ///
@@ -57,7 +57,7 @@ class MilterProcess {
   explicit MilterProcess(std::string rules, std::string mode = "enforce")
       : rules_(std::move(rules)), mode_(std::move(mode)) {}
 
-  /// libmilter cannot bind port 0 and report it, so a freePort() is tried
+  /// The milter is given its port, so a freePort() is tried
   /// and, if another process took it in between, a new one (three
   /// attempts). With `port`, that one port only (a Postfix already points
   /// at it).
@@ -65,10 +65,11 @@ class MilterProcess {
     writeFile(dir_.file("local.rules"), rules_);
     for (int attempt = 0; attempt < (port != 0 ? 1 : 3); ++attempt) {
       port_ = port != 0 ? port : freePort();
-      writeFile(configPath(), "[milter]\nsocket = \"inet:" + std::to_string(port_) +
-                                  "@127.0.0.1\"\n[rules]\nfiles = [\"local.rules\"]\nmode = \"" +
-                                  mode_ + "\"\n[log]\ndecisions = \"decisions.jsonl\"\n" +
-                                  "[auth]\nauthserv_id = \"" + kAuthservId + "\"\n");
+      writeFile(configPath(),
+                "[milter]\nsocket = \"inet:" + std::to_string(port_) +
+                    "@127.0.0.1\"\n[rules]\nfiles = [\"local.rules\"]\nwatch = false\nmode = \"" +
+                    mode_ + "\"\n[log]\ndecisions = \"decisions.jsonl\"\n" +
+                    "[auth]\nauthserv_id = \"" + kAuthservId + "\"\n");
       process_ = std::make_unique<ChildProcess>(
           std::vector<std::string>{SMTPGATE_BINARY, "milter", "-c", configPath()},
           dir_.file("smtpgate.log"));
@@ -419,8 +420,11 @@ TEST_CASE("milter: forged Authentication-Results are removed and ours goes below
   CHECK(findDecision(lines, "data", "deliver") != nullptr);
 }
 
-TEST_CASE("milter: SIGUSR2 reloads the rules", "[milter]") {
+TEST_CASE("milter: SIGHUP and SIGUSR2 reload the rules", "[milter]") {
   SKIP_WITHOUT_POSTFIX();
+  // The config has `watch = false`: only the signal can reload.
+  const int signo = GENERATE(SIGHUP, SIGUSR2);
+  INFO("signal " << signo);
   Gate gate;
   SwaksResult before = send(*gate.postfix, {"--from", "newspam@example.org"});
   INFO(before.transcript << gate.milter.log());
@@ -429,9 +433,10 @@ TEST_CASE("milter: SIGUSR2 reloads the rules", "[milter]") {
             std::string(kRules) +
                 "rule new-rule on mail when sender ~ /^newspam@/ then reject \"550 5.7.1 New "
                 "rule\"\n");
-  REQUIRE(::kill(gate.milter.process().pid(), SIGUSR2) == 0);
+  REQUIRE(::kill(gate.milter.process().pid(), signo) == 0);
   REQUIRE(waitFor([&] { return gate.milter.log().find("reloaded rules") != std::string::npos; },
                   deadlineIn(kTimeout)));
+  CHECK(gate.milter.process().running());
   SwaksResult after = send(*gate.postfix, {"--from", "newspam@example.org"});
   INFO(after.transcript);
   CHECK_THAT(after.transcript, Catch::Contains("550 5.7.1 New rule"));

@@ -27,7 +27,7 @@ message(STATUS "package: ${debs}")
 
 run(${DPKG_DEB} --field ${debs} Package Depends)
 message(STATUS "control:\n${out}")
-foreach(dep libre2 libopendkim libmilter libunbound adduser)
+foreach(dep libre2 libopendkim libunbound adduser)
   if(NOT out MATCHES "${dep}")
     message(FATAL_ERROR "Depends lacks ${dep} (dpkg-shlibdeps did not run?):\n${out}")
   endif()
