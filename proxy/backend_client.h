@@ -13,7 +13,7 @@
 ///
 /// Every operation has a deadline; any failure (refused connection, timeout,
 /// bad reply, EOF) leaves the client closed and is reported as nullopt with
-/// `lastError()` saying what happened. Runs on the session's strand.
+/// `lastError()` saying what happened. Runs on the session's executor (one thread).
 ///
 /// SECURITY: backend replies are untrusted bytes too: bounded by
 /// ReplyParser's limits; lines we send never contain CR or LF except as the

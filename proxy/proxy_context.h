@@ -115,7 +115,7 @@ class ProxyContext {
   /// Where Policy stages that may block in a DNS lookup run (SPF, DKIM and the
   /// DNSBL lookups are synchronous), so the I/O threads never wait on DNS;
   /// a stage whose answers are all cached runs inline (SmtpSession::decide).
-  /// Null when there is no resolver: then stages run on the session's strand.
+  /// Null when there is no resolver: then stages run on the session's executor.
   [[nodiscard]] asio::thread_pool* blockingPool() { return blockingPool_.get(); }
 
   /// True if `peerIp` may send a PROXY protocol header (proxy.trusted_proxies).

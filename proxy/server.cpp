@@ -1,9 +1,13 @@
 #include "proxy/server.h"
 
+#include <unistd.h>
+
 #include <fmt/core.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -22,6 +26,33 @@ namespace {
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr auto kDrainPoll = std::chrono::milliseconds(50);
 
+std::vector<std::unique_ptr<asio::io_context>> makeContexts(unsigned count) {
+  std::vector<std::unique_ptr<asio::io_context>> out;
+  for (unsigned i = 0; i < count; ++i) {
+    out.push_back(std::make_unique<asio::io_context>(1));  // each is run by one thread
+  }
+  return out;
+}
+
+/// `socket` re-registered with `context` (closed if that fails).
+tcp::socket moveToContext(tcp::socket socket, asio::io_context& context) {
+  boost::system::error_code ec;
+  const tcp::endpoint local = socket.local_endpoint(ec);
+  if (ec) {
+    return tcp::socket(context);
+  }
+  const auto fd = socket.release(ec);
+  if (ec) {
+    return tcp::socket(context);
+  }
+  tcp::socket moved(context);
+  moved.assign(local.protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+  }
+  return moved;
+}
+
 std::string describe(const tcp::endpoint& e) {
   return e.address().is_v6() ? "[" + e.address().to_string() + "]:" + std::to_string(e.port())
                              : e.address().to_string() + ":" + std::to_string(e.port());
@@ -33,7 +64,9 @@ struct Server::Impl {
   Impl(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
        ReloadFunction reload, unsigned threads)
       : threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
-        io(static_cast<int>(threadCount)),
+        ios(makeContexts(threadCount)),
+        io(*ios.front()),
+        openSessions(new std::atomic<int>[threadCount]()),
         context(std::move(settings), std::move(rules), log),
         logFile(log),
         reloadRules(std::move(reload)),
@@ -46,10 +79,35 @@ struct Server::Impl {
   asio::awaitable<void> signalLoop();
   asio::awaitable<void> probeLoop();
   asio::awaitable<void> drain();
-  void spawnSession(tcp::socket socket);
+  void spawnSession(tcp::socket socket, std::size_t contextIndex);
+
+  /// The context the next accepted connection goes to: the one with the
+  /// fewest open sessions, where the accepting one (the first) counts one
+  /// session less: a session often ends a moment after its client has
+  /// connected again, and one session at a time should never leave the
+  /// accepting thread. Many sessions still spread evenly.
+  std::size_t leastBusyContext() const {
+    std::size_t best = 0;
+    int bestLoad = openSessions[0].load(std::memory_order_relaxed) - 1;
+    for (std::size_t i = 1; i < ios.size(); ++i) {
+      const int load = openSessions[i].load(std::memory_order_relaxed);
+      if (load < bestLoad) {
+        best = i;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
 
   unsigned threadCount;
-  asio::io_context io;
+  /// One io_context per io thread; a session stays on the one it was
+  /// accepted into, so its handlers never hop between threads.
+  std::vector<std::unique_ptr<asio::io_context>> ios;
+  /// The first of them, which also runs the listeners, signals, the metrics
+  /// endpoint and the backend probe.
+  asio::io_context& io;
+  /// Sessions open on each of `ios`.
+  std::unique_ptr<std::atomic<int>[]> openSessions;
   ProxyContext context;
   policies::DecisionLog* logFile;
   ReloadFunction reloadRules;
@@ -59,16 +117,26 @@ struct Server::Impl {
   bool stopping = false;
 };
 
-void Server::Impl::spawnSession(tcp::socket socket) {
+void Server::Impl::spawnSession(tcp::socket socket, std::size_t contextIndex) {
   auto session = std::make_shared<SmtpSession>(std::move(socket), context);
+  std::atomic<int>& open = openSessions[contextIndex];
+  open.fetch_add(1, std::memory_order_relaxed);
+  struct Release {
+    std::atomic<int>& open;
+    ~Release() { open.fetch_sub(1, std::memory_order_relaxed); }
+  };
   asio::co_spawn(
-      session->executor(), [session]() -> asio::awaitable<void> { co_await session->run(); },
+      session->executor(),
+      [session, &open]() -> asio::awaitable<void> {
+        Release release{open};
+        co_await session->run();
+      },
       asio::detached);
 }
 
 asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), kUseTuple);
+    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
     if (ec == asio::error::operation_aborted || stopping) {
       co_return;
     }
@@ -78,7 +146,16 @@ asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
       co_await backoff.async_wait(kUseTuple);
       continue;
     }
-    spawnSession(std::move(socket));
+    // Chosen now, not before the wait: the previous session has had its
+    // chance to end.
+    const std::size_t target = leastBusyContext();
+    if (target != 0) {
+      socket = moveToContext(std::move(socket), *ios[target]);
+      if (!socket.is_open()) {
+        continue;
+      }
+    }
+    spawnSession(std::move(socket), target);
   }
 }
 
@@ -89,7 +166,9 @@ asio::awaitable<void> Server::Impl::drain() {
     poll.expires_after(kDrainPoll);
     co_await poll.async_wait(kUseTuple);
   }
-  io.stop();  // sessions still open past the grace are cancelled
+  for (auto& context : ios) {
+    context->stop();  // sessions still open past the grace are cancelled
+  }
 }
 
 asio::awaitable<void> Server::Impl::signalLoop() {
@@ -230,11 +309,18 @@ int Server::run() {
   fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",
              impl_->context.settings().backend.host, impl_->context.settings().backend.port,
              impl_->threadCount);
+  // The other contexts have no work until a session arrives: keep them
+  // running until drain() stops them.
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keepRunning;
   std::vector<std::thread> threads;
-  for (unsigned i = 1; i < impl_->threadCount; ++i) {
-    threads.emplace_back([this] { impl_->io.run(); });
+  for (std::size_t i = 1; i < impl_->ios.size(); ++i) {
+    keepRunning.push_back(asio::make_work_guard(*impl_->ios[i]));
+    threads.emplace_back([context = impl_->ios[i].get()] { context->run(); });
   }
   impl_->io.run();
+  for (auto& context : impl_->ios) {
+    context->stop();  // io.run() returns only after drain() stopped them all
+  }
   for (auto& t : threads) {
     t.join();
   }

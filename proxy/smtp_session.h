@@ -9,8 +9,8 @@
 /// to the backend by the proxy itself, re-dot-stuffed with CRLF line ends, so
 /// the backend never sees a different end of data than the proxy saw.
 ///
-/// Lifetime: created by the Server for an accepted socket, runs on its own
-/// strand, ends when the client quits, errs too often, times out, or the
+/// Lifetime: created by the Server for an accepted socket, runs on the one
+/// thread of its io_context (so its handlers never run concurrently), ends when the client quits, errs too often, times out, or the
 /// session lifetime passes (421). Every read and write has a deadline.
 /// Replies to pipelined commands are queued and written in order, in one
 /// write, when the proxy would otherwise wait for the client.
@@ -46,7 +46,7 @@ class SmtpSession {
 
   /// Serves the client until the session ends; never throws.
   asio::awaitable<void> run();
-  /// The session's strand.
+  /// The session's executor (its io_context's; one thread runs it).
   [[nodiscard]] asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
@@ -77,7 +77,7 @@ class SmtpSession {
   /// Runs one Policy stage. With DNS on and a rule of the stage that may
   /// look it up, first here in cache-only mode (DnsResolver::CacheOnlyScope),
   /// and only if some answer is not cached on the context's blocking pool (a
-  /// lookup may block), resuming on the session's strand afterwards.
+  /// lookup may block), resuming on the session's executor afterwards.
   template <typename StageFunction>
   asio::awaitable<policies::Verdict> decide(rules::Stage stage, StageFunction run);
 

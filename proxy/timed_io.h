@@ -13,7 +13,7 @@
 ///
 /// Operations use `as_tuple` so errors come back as values, never as
 /// exceptions on the data path. Everything of one connection — its
-/// operations and its watchdog — runs on that connection's strand.
+/// operations and its watchdog — runs on that connection's executor (one thread).
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -53,7 +53,7 @@ class IoWatchdog {
  public:
   using Clock = std::chrono::steady_clock;
 
-  /// `executor` must be the connection's strand; `cancel` cancels the
+  /// `executor` must be the connection's executor; `cancel` cancels the
   /// connection's pending operations (socket.cancel()).
   IoWatchdog(asio::any_io_executor executor, std::function<void()> cancel);
   ~IoWatchdog();
