@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -821,11 +822,24 @@ std::string_view iconvNameFor(const char* charset) {
 }
 
 void crlfToLf(std::string& text) {
-  std::size_t out = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (!(text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n')) {
-      text[out++] = text[i];
+  std::size_t out = text.find('\r');
+  if (out == std::string::npos) {
+    return;
+  }
+  char* data = text.data();
+  const std::size_t size = text.size();
+  for (std::size_t i = out; i < size;) {
+    if (data[i] == '\r' && i + 1 < size && data[i + 1] == '\n') {
+      ++i;  // drop the CR of a CRLF; the LF starts the next run
+      continue;
     }
+    // Copy the run up to the next CR in one move.
+    const void* cr = std::memchr(data + i + 1, '\r', size - i - 1);
+    const std::size_t end =
+        cr != nullptr ? static_cast<std::size_t>(static_cast<const char*>(cr) - data) : size;
+    std::memmove(data + out, data + i, end - i);
+    out += end - i;
+    i = end;
   }
   text.resize(out);
 }
@@ -1032,6 +1046,16 @@ std::optional<std::string> plainTextBody(const TopHeaders& top, std::string_view
     return std::nullopt;
   }
   for (std::size_t i = 0; i < body.size();) {
+    // Runs of ASCII, eight bytes at a time: most mail is ASCII.
+    for (std::uint64_t word = 0; i + sizeof word <= body.size(); i += sizeof word) {
+      std::memcpy(&word, body.data() + i, sizeof word);
+      if ((word & 0x8080808080808080ULL) != 0) {
+        break;
+      }
+    }
+    if (i == body.size()) {
+      break;
+    }
     const std::size_t n = fromUtf8 ? utf8SequenceLength(body, i) : (body[i] & 0x80) == 0 ? 1 : 0;
     if (n == 0) {
       return std::nullopt;
