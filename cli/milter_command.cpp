@@ -23,8 +23,8 @@ int runMilter(const MilterOptions& options) {
   // would take SIGHUP or SIGUSR2 with its default action and end the process.
   milter::MilterServer::blockServerSignals();
   rules::Diagnostics diags;
-  // The milter serves each connection on a thread of its own, so a DNS lookup may
-  // block there: the milter gets the resolver directly.
+  // The milter serves each connection on a thread of its own, so a DNS
+  // lookup may block there: the milter gets the resolver directly.
   auto loaded = loadConfigAndRules(options.config, diags, {.enabled = true});
   printDiagnostics(diags);
   if (!loaded || !loaded->rules) {

@@ -223,6 +223,17 @@ void MilterConversation::endOfMessage(std::string_view lastChunk, std::string& o
                  }));
 }
 
+Response MilterConversation::failClosedWithoutReply(const Response& response,
+                                                    unsigned long noReplyFlag) const {
+  // A command the MTA expects no reply to cannot be tempfailed: a reply
+  // would be read as the answer to the next command. Ending the connection
+  // makes the MTA apply milter_default_action instead.
+  if (response.status == SMFIS_TEMPFAIL && negotiated(noReplyFlag)) {
+    throw ProtocolError("a command without reply failed; ending the connection");
+  }
+  return response;
+}
+
 bool MilterConversation::handle(const Packet& packet, std::string& out) {
   const std::string_view data = packet.data;
   switch (packet.command) {
@@ -270,7 +281,7 @@ bool MilterConversation::handle(const Packet& packet, std::string& out) {
         sessionFor().header(name, value);
         return Response{negotiated(SMFIP_NR_HDR) ? SMFIS_NOREPLY : SMFIS_CONTINUE, std::nullopt};
       });
-      appendResponse(out, r);
+      appendResponse(out, failClosedWithoutReply(r, SMFIP_NR_HDR));
       return true;
     }
     case SMFIC_EOH: {
@@ -278,7 +289,7 @@ bool MilterConversation::handle(const Packet& packet, std::string& out) {
         sessionFor().endOfHeaders();
         return Response{negotiated(SMFIP_NR_EOH) ? SMFIS_NOREPLY : SMFIS_CONTINUE, std::nullopt};
       });
-      appendResponse(out, r);
+      appendResponse(out, failClosedWithoutReply(r, SMFIP_NR_EOH));
       return true;
     }
     case SMFIC_BODY: {
@@ -355,8 +366,7 @@ void serveConnection(int fd, MilterConversation& conversation) {
       }
     } catch (const protocol::ProtocolError& e) {
       sendAll(fd, out);  // what was answered before the bad packet
-      fmt::print(stderr, "smtpgate milter: closing a connection that broke the protocol: {}\n",
-                 e.what());
+      fmt::print(stderr, "smtpgate milter: closing an MTA connection: {}\n", e.what());
       return;
     }
     if (!out.empty()) {

@@ -27,7 +27,9 @@
 /// Errors: a malformed packet or an unknown command throws
 /// protocol::ProtocolError (the caller closes the connection; the MTA applies
 /// milter_default_action). An exception from the Policy fails closed: that
-/// command is answered with tempfail, and the reason goes to stderr.
+/// command is answered with tempfail, and the reason goes to stderr; for a
+/// command negotiated without reply (a header, end of headers) the
+/// connection is closed instead.
 
 #include <functional>
 #include <map>
@@ -63,6 +65,9 @@ class MilterConversation {
   void connect(const protocol::ConnectInfo& info, std::string& out);
   void endOfMessage(std::string_view lastChunk, std::string& out);
   void takeQueueId();
+  /// `response`, unless it is a tempfail for a command negotiated without
+  /// reply: then throws ProtocolError, so that the connection ends.
+  Response failClosedWithoutReply(const Response& response, unsigned long noReplyFlag) const;
   void forgetTransactionMacros();
   [[nodiscard]] bool negotiated(unsigned long flag) const { return (protocol_ & flag) != 0; }
 
