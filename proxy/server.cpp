@@ -64,9 +64,9 @@ struct Server::Impl {
   Impl(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
        ReloadFunction reload, unsigned threads)
       : threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
+        openSessions(new std::atomic<int>[threadCount]()),
         ios(makeContexts(threadCount)),
         io(*ios.front()),
-        openSessions(new std::atomic<int>[threadCount]()),
         context(std::move(settings), std::move(rules), log),
         logFile(log),
         reloadRules(std::move(reload)),
@@ -100,14 +100,15 @@ struct Server::Impl {
   }
 
   unsigned threadCount;
+  /// Sessions open on each of `ios`. Declared before them: a session's
+  /// coroutine, destroyed with its io_context, releases its count here.
+  std::unique_ptr<std::atomic<int>[]> openSessions;
   /// One io_context per io thread; a session stays on the one it was
   /// accepted into, so its handlers never hop between threads.
   std::vector<std::unique_ptr<asio::io_context>> ios;
   /// The first of them, which also runs the listeners, signals, the metrics
   /// endpoint and the backend probe.
   asio::io_context& io;
-  /// Sessions open on each of `ios`.
-  std::unique_ptr<std::atomic<int>[]> openSessions;
   ProxyContext context;
   policies::DecisionLog* logFile;
   ReloadFunction reloadRules;
