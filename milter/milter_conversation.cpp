@@ -18,6 +18,20 @@ namespace {
 using protocol::Packet;
 using protocol::ProtocolError;
 
+/// The macros the engine reads, asked for per stage when the MTA lets a
+/// milter choose (SMFIF_SETSYMLIST): the queue id, the local port and the
+/// TLS facts. The MTA then sends these instead of its default lists (which
+/// name a dozen others nothing here reads), and the admin need not add
+/// {daemon_port} to milter_connect_macros.
+const std::vector<std::pair<std::uint32_t, std::string>> kMacrosWanted = {
+    {SMFIM_CONNECT, "{daemon_port}"},
+    {SMFIM_HELO, "{tls_version} {cipher}"},
+    {SMFIM_ENVFROM, "i"},
+    {SMFIM_ENVRCPT, "i"},
+    {SMFIM_DATA, "i"},
+    {SMFIM_EOH, "i"},
+    {SMFIM_EOM, "i"}};
+
 /// Stages in the order they happen: macros are looked up from the newest.
 constexpr std::string_view kStagesNewestFirst = "ENTRLMHC";
 
@@ -198,6 +212,10 @@ void MilterConversation::negotiate(const protocol::Negotiation& offered, std::st
   answer.version = std::min(offered.version, protocol::kVersion);
   answer.actions = static_cast<std::uint32_t>(actions_);
   answer.protocol = static_cast<std::uint32_t>(protocol_);
+  if ((offered.actions & SMFIF_SETSYMLIST) != 0) {
+    answer.actions |= SMFIF_SETSYMLIST;
+    answer.macroLists = kMacrosWanted;
+  }
   protocol::appendNegotiation(out, answer);
 }
 

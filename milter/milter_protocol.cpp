@@ -156,6 +156,10 @@ void appendNegotiation(std::string& out, const Negotiation& answer) {
   appendUint32(data, answer.version);
   appendUint32(data, answer.actions);
   appendUint32(data, answer.protocol);
+  for (const auto& [stage, names] : answer.macroLists) {
+    appendUint32(data, stage);
+    appendString(data, names);
+  }
   appendPacket(out, SMFIC_OPTNEG, data);
 }
 

@@ -68,11 +68,14 @@ class PacketReader {
   std::size_t consumed_ = 0;
 };
 
-/// SMFIC_OPTNEG: what the MTA offers.
+/// SMFIC_OPTNEG: what the MTA offers, or our answer.
 struct Negotiation {
   std::uint32_t version = 0;
   std::uint32_t actions = 0;   ///< SMFIF_* the MTA allows
   std::uint32_t protocol = 0;  ///< SMFIP_* the MTA can do
+  /// Answer only, with SMFIF_SETSYMLIST: the macros wanted per stage
+  /// (SMFIM_*), names separated by spaces.
+  std::vector<std::pair<std::uint32_t, std::string>> macroLists = {};
 };
 Negotiation parseNegotiation(std::string_view data);
 

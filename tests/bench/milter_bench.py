@@ -194,7 +194,6 @@ class Postfix:
             ("milter_connect_timeout", "10s"),
             ("milter_command_timeout", "30s"),
             ("milter_content_timeout", "60s"),
-            ("milter_connect_macros", "j {daemon_name} {daemon_addr} {daemon_port} v _"),
         ]
         self.ports = {}
         master = ""

@@ -133,8 +133,9 @@ PostfixOptions postfixWithMilter(const std::string& milterSocket) {
   PostfixOptions options;
   options.smtpdMilters = milterSocket;
   options.recipients = {"user@example.com", "postmaster@example.com", "blocked@example.com"};
-  options.mainCf = {{"milter_connect_macros", "j {daemon_name} {daemon_addr} {daemon_port} v _"},
-                    {"milter_connect_timeout", "5s"},
+  // No milter_connect_macros: smtpgate asks for {daemon_port} itself
+  // (SMFIF_SETSYMLIST), which the reject-at-connect case relies on.
+  options.mainCf = {{"milter_connect_timeout", "5s"},
                     {"milter_command_timeout", "10s"},
                     {"milter_content_timeout", "10s"}};
   return options;

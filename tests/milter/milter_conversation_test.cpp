@@ -225,10 +225,15 @@ TEST_CASE("milter conversation: a clean message, as Postfix sends it", "[milter]
   // replies (NR_HDR, NR_EOH), c(body), then our header and a(ccept).
   CHECK(commands(replies) == "Occcccci"s + "a");
   const Packet& negotiated = replies.front();
-  REQUIRE(negotiated.data.size() == 12);
+  REQUIRE(negotiated.data.size() > 12);
   const std::uint32_t protocolFlags = milter::protocol::parseNegotiation(negotiated.data).protocol;
   CHECK((protocolFlags & SMFIP_NR_HDR) != 0);
   CHECK((protocolFlags & SMFIP_NODATA) == 0);  // see "Nagle" in milter_server.h
+  // Postfix offers SMFIF_SETSYMLIST: we name the macros we read.
+  const std::uint32_t actions = milter::protocol::parseNegotiation(negotiated.data).actions;
+  CHECK((actions & SMFIF_SETSYMLIST) != 0);
+  CHECK(negotiated.data.find(uint32(SMFIM_CONNECT) + "{daemon_port}\0"s) == 12);
+  CHECK(negotiated.data.find(uint32(SMFIM_EOM) + "i\0"s) != std::string::npos);
   CHECK(replies[7].data.find("Authentication-Results\0"s) != std::string::npos);
   REQUIRE(h.logged.size() == 1);
   CHECK(h.logged[0].action == "deliver");
