@@ -10,10 +10,10 @@
 /// the backend never sees a different end of data than the proxy saw.
 ///
 /// Lifetime: created by the Server for an accepted socket, runs on the one
-/// thread of its io_context (so its handlers never run concurrently), ends when the client quits, errs too often, times out, or the
-/// session lifetime passes (421). Every read and write has a deadline.
-/// Replies to pipelined commands are queued and written in order, in one
-/// write, when the proxy would otherwise wait for the client.
+/// thread of its io_context (so its handlers never run concurrently), ends when the client quits,
+/// errs too often, times out, or the session lifetime passes (421). Every read and write has a
+/// deadline. Replies to pipelined commands are queued and written in order, in one write, when the
+/// proxy would otherwise wait for the client.
 ///
 /// SECURITY: every client byte is hostile until parsed: command lines are
 /// bounded (LineReader), commands parsed by one parser, DATA framed by
