@@ -95,6 +95,18 @@ void warnAboutActions(unsigned long granted) {
              del ? "" : "delete header fields (forged Authentication-Results stay)");
 }
 
+/// A refusal: the rule's reply when its code is of the refusal's class
+/// (`replyClass` 5 or 4, as libmilter requires), else the bare `plainCode`
+/// and the MTA's own text.
+void appendRefusal(std::string& out, const policies::Reply* reply, int replyClass, char plainCode) {
+  if (reply != nullptr && reply->code / 100 == replyClass) {
+    protocol::appendReplyCode(out, reply->code, reply->esc.toString(),
+                              escapeReplyText(reply->text));
+  } else {
+    protocol::appendPacket(out, plainCode);
+  }
+}
+
 }  // namespace
 
 void appendResponse(std::string& out, const Response& response) {
@@ -120,20 +132,10 @@ void appendResponse(std::string& out, const Response& response) {
       protocol::appendPacket(out, SMFIR_SKIP);
       return;
     case SMFIS_REJECT:
-      if (reply != nullptr && reply->code / 100 == 5) {
-        protocol::appendReplyCode(out, reply->code, reply->esc.toString(),
-                                  escapeReplyText(reply->text));
-      } else {
-        protocol::appendPacket(out, SMFIR_REJECT);
-      }
+      appendRefusal(out, reply, 5, SMFIR_REJECT);
       return;
     case SMFIS_TEMPFAIL:
-      if (reply != nullptr && reply->code / 100 == 4) {
-        protocol::appendReplyCode(out, reply->code, reply->esc.toString(),
-                                  escapeReplyText(reply->text));
-      } else {
-        protocol::appendPacket(out, SMFIR_TEMPFAIL);
-      }
+      appendRefusal(out, reply, 4, SMFIR_TEMPFAIL);
       return;
     default:
       appendContinue(out);

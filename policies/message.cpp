@@ -1093,6 +1093,12 @@ void extractBody(std::string_view bytes, const MessageLimits& limits, std::strin
   }
 }
 
+/// The same for what the builder made of `raw`: its rewrite, if any.
+void extractBody(const GmimeInput& input, std::string_view raw, const MessageLimits& limits,
+                 std::string& body, bool& truncated) {
+  extractBody(input.rewritten ? std::string_view(input.owned) : raw, limits, body, truncated);
+}
+
 }  // namespace
 
 Message Message::parse(std::string_view raw, const MessageLimits& limits) {
@@ -1141,8 +1147,7 @@ std::string bodyThroughGmime(std::string_view raw, const MessageLimits& limits, 
   const GmimeInput input = GmimeInputBuilder(copy, top, limits).build();
   std::string body;
   truncated = input.incomplete;
-  extractBody(input.rewritten ? std::string_view(input.owned) : std::string_view(copy), limits,
-              body, truncated);
+  extractBody(input, copy, limits, body, truncated);
   return body;
 }
 

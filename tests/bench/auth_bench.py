@@ -57,7 +57,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__/ in the source tree for the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (  # noqa: E402  (the shared pieces of the proxy benchmark)
-    fmt, guard_run, missing_tool,
+    add_run_arguments, chosen_scenarios, clean_up, fmt, guard_run, missing_tool,
     RCPT, SKIP, BenchError, Children, Gate, LocalDns, Sink, cpu_model, cpu_seconds, find_smtpgate,
     load_average, median, run_source)
 
@@ -406,17 +406,12 @@ def main():
                          "reuse: smtp-source -d; both (default)")
     ap.add_argument("--threads", type=int, default=0,
                     help="smtpgate proxy --threads (default: smtpgate's own, one per core)")
-    ap.add_argument("--json", help="write every round and the summary to this file")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--timeout", type=float, help="stop everything after this many seconds "
-                    "(default 900; quick 120)")
+    add_run_arguments(ap, 900)
     args = ap.parse_args()
 
     rounds = args.rounds or (1 if args.quick else 6)
     timeout = args.timeout or (120 if args.quick else 900)
-    scenarios = SCENARIOS
-    if args.scenarios:
-        scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
+    scenarios = chosen_scenarios(SCENARIOS, args.scenarios)
 
     if missing_tool("auth_bench"):
         return SKIP
@@ -488,12 +483,7 @@ def main():
         log(f"auth_bench: FAILED: {e}")
         failed = True
     finally:
-        signal.alarm(0)
-        children.stop_all()
-        if args.keep:
-            log(f"auth_bench: work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(children, workdir, args.keep, "auth_bench")
 
     meta["load_after"] = load_average()
     table = summarise(results)

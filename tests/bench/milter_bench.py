@@ -60,7 +60,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__/ in the source tree for the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (  # noqa: E402  (the shared pieces of the proxy benchmark)
-    fmt, guard_run, missing_tool,
+    add_run_arguments, chosen_scenarios, clean_up, fmt, guard_run, missing_tool,
     SKIP, BenchError, Children, LocalDns, Sink, cpu_model, cpu_seconds, find_smtpgate, free_port,
     listening_ports, load_average, median, prepare_rules, run_source)
 
@@ -537,17 +537,12 @@ def main():
     ap.add_argument("--shipped-rules", action="store_true",
                     help="contrib/rules exactly as shipped (loopback is in @office, so every "
                          "session is accepted at connect and no later rule runs)")
-    ap.add_argument("--json", help="write every round and the summary to this file")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--timeout", type=float, help="stop everything after this many seconds "
-                    "(default 900; quick 120)")
+    add_run_arguments(ap, 900)
     args = ap.parse_args()
 
     rounds = args.rounds or (1 if args.quick else 5)
     timeout = args.timeout or (120 if args.quick else 900)
-    scenarios = SCENARIOS
-    if args.scenarios:
-        scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
+    scenarios = chosen_scenarios(SCENARIOS, args.scenarios)
 
     if missing_tool("milter_bench", ("postfix", "smtp-source", "smtp-sink", "unbound")):
         return SKIP
@@ -635,11 +630,7 @@ def main():
                 postfix.stop()
             except Exception as e:  # keep cleaning up
                 log(f"milter_bench: could not stop Postfix: {e}")
-        children.stop_all()
-        if args.keep:
-            log(f"milter_bench: work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(children, workdir, args.keep, "milter_bench")
 
     meta["load_after"] = load_average()
     table = summarise(results)

@@ -588,6 +588,30 @@ def guard_run(timeout):
     signal.alarm(int(timeout))
 
 
+def add_run_arguments(ap, default_timeout):
+    """--json, --keep and --timeout, the same in every benchmark."""
+    ap.add_argument("--json", help="write every round and the summary to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--timeout", type=float, help="stop everything after this many seconds "
+                    f"(default {default_timeout}; quick 120)")
+
+
+def chosen_scenarios(scenarios, text):
+    """The scenarios --scenarios names (1-based, comma-separated), or all of them."""
+    return [scenarios[int(i) - 1] for i in text.split(",")] if text else scenarios
+
+
+def clean_up(children, workdir, keep, name):
+    """Ends the --timeout alarm and every child; removes the work directory
+    unless --keep."""
+    signal.alarm(0)
+    children.stop_all()
+    if keep:
+        log(f"{name}: work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def fmt(value, spec):
     return "n/a" if value is None or value != value else format(value, spec)
 
@@ -680,18 +704,13 @@ def main():
     ap.add_argument("--proxy-set", action="append", default=[], metavar="'KEY = VALUE'",
                     help="an extra TOML line for smtpgate's [proxy] section, e.g. "
                          "'max_connections_per_ip = 100' (repeatable)")
-    ap.add_argument("--json", help="write every round and the summary to this file")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--timeout", type=float, help="stop everything after this many seconds "
-                    "(default 1200; quick 120)")
+    add_run_arguments(ap, 1200)
     args = ap.parse_args()
 
     rounds = args.rounds or (1 if args.quick else 3)
     idle_total = args.idle if args.idle is not None else (300 if args.quick else 5000)
     timeout = args.timeout or (120 if args.quick else 1200)
-    scenarios = SCENARIOS
-    if args.scenarios:
-        scenarios = [SCENARIOS[int(i) - 1] for i in args.scenarios.split(",")]
+    scenarios = chosen_scenarios(SCENARIOS, args.scenarios)
 
     if missing_tool("proxy_bench"):
         return SKIP
@@ -762,12 +781,7 @@ def main():
         log(f"proxy_bench: FAILED: {e}")
         failed = True
     finally:
-        signal.alarm(0)
-        children.stop_all()
-        if args.keep:
-            log(f"proxy_bench: work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(children, workdir, args.keep, "proxy_bench")
 
     meta["load_after"] = load_average()
     table = summarise(results)

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tests/cli/run_command.h"
+#include "tests/cli/temp_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -28,28 +29,7 @@ Result run(const std::string& args, bool withStderr = true) {
   return smtpgate::testing::runSmtpgate(args, withStderr);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "smtpgate-cli-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path write(const std::string& name, const std::string& text) const {
-    fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = smtpgate::testing::CliTempDir;
 
 const std::string kSource = SMTPGATE_SOURCE_DIR;
 

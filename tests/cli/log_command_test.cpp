@@ -21,6 +21,7 @@
 
 #include "policies/decision_log.h"
 #include "tests/cli/run_command.h"
+#include "tests/cli/temp_dir.h"
 
 namespace fs = std::filesystem;
 using smtpgate::policies::DecisionRecord;
@@ -40,22 +41,7 @@ std::size_t countLines(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "smtpgate-log-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using TempDir = smtpgate::testing::CliTempDir;
 
 void writeFile(const std::string& path, const std::string& text, bool append = false) {
   std::ofstream(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) << text;

@@ -17,6 +17,7 @@
 #include "policies/decision_log.h"
 #include "policies/decision_log_reader.h"
 #include "tests/cli/run_command.h"
+#include "tests/cli/temp_dir.h"
 
 namespace fs = std::filesystem;
 using smtpgate::policies::DecisionRecord;
@@ -31,28 +32,7 @@ Result runReplay(const std::string& args, bool withStderr = true) {
   return smtpgate::testing::runSmtpgate("replay " + args, withStderr);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "smtpgate-replay-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary) << text;
-    return p.string();
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using TempDir = smtpgate::testing::CliTempDir;
 
 const char* kLive = "rule no-relay on rcpt when rcpt.domain != \"our.test\" then reject\n";
 const char* kBulk = "rule bulk on mail when sender ~ /@bulk\\.example$/ then reject\n";

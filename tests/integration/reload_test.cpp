@@ -80,10 +80,7 @@ void startTransaction(SmtpClient& client, const SmtpgateProcess& proxy, Deadline
 
 TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken sets are refused",
           "[proxy][reload][metrics]") {
-  if (::geteuid() != 0) {
-    WARN("skipped: smtp-sink needs root here");
-    return;
-  }
+  SKIP_WITHOUT_SMTP_SINK();
   SmtpSink sink;
   sink.start();
   const std::uint16_t metricsPort = freePort();
@@ -137,10 +134,7 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
 
 TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
           "[proxy][reload][metrics]") {
-  if (::geteuid() != 0) {
-    WARN("skipped: smtp-sink needs root here");
-    return;
-  }
+  SKIP_WITHOUT_SMTP_SINK();
   SmtpSink sink;
   sink.start();
   const std::uint16_t metricsPort = freePort();

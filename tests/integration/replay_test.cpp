@@ -110,10 +110,7 @@ json replayJson(const std::vector<std::string>& args, int expectExit) {
 
 TEST_CASE("replay: a candidate with one more rule lists exactly the sessions it changes",
           "[proxy][replay]") {
-  if (::geteuid() != 0) {
-    WARN("skipped: smtp-sink needs root here");
-    return;
-  }
+  SKIP_WITHOUT_SMTP_SINK();
   SmtpSink sink;
   sink.start();
   SmtpgateOptions options;

@@ -14,7 +14,7 @@
 
 #include "milter/milter_conversation.h"
 #include "milter/milter_protocol.h"
-#include "policies/list_builder.h"
+#include "tests/policies/test_rules.h"
 
 using namespace smtpgate;
 using namespace std::string_literals;
@@ -55,15 +55,6 @@ std::string commands(const std::vector<Packet>& packets) {
   return out;
 }
 
-rules::RuleSetPtr load(const std::string& text) {
-  policies::StandardListBuilder lists;
-  rules::Diagnostics diags;
-  auto set = rules::RuleSet::loadText(text, "test.rules", lists, diags);
-  INFO(rules::format(diags));
-  REQUIRE(set);
-  return set;
-}
-
 /// A conversation whose sessions load `rules` and log into `logged`.
 struct Harness {
   rules::RuleSetPtr rules;
@@ -71,7 +62,7 @@ struct Harness {
   MilterConversation conversation;
 
   explicit Harness(const std::string& text)
-      : rules(load(text)), conversation([this] {
+      : rules(testing::loadRules(text)), conversation([this] {
           policies::PolicyOptions o;
           o.dryRun = false;
           o.authservId = "mx.test.example";

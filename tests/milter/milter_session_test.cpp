@@ -6,22 +6,13 @@
 #include <catch2/catch.hpp>
 
 #include "milter/milter_session.h"
-#include "policies/list_builder.h"
+#include "tests/policies/test_rules.h"
 
 using namespace smtpgate;
 using milter::MilterSession;
 using milter::Response;
 
 namespace {
-
-rules::RuleSetPtr load(const std::string& text) {
-  policies::StandardListBuilder lists;
-  rules::Diagnostics diags;
-  auto set = rules::RuleSet::loadText(text, "test.rules", lists, diags);
-  INFO(rules::format(diags));
-  REQUIRE(set);
-  return set;
-}
 
 struct Logged {
   std::vector<policies::DecisionRecord> lines;
@@ -78,7 +69,7 @@ TEST_CASE("every stage and action maps to SMFIS_* and the rule's reply", "[milte
                         " when client.ip == 192.0.2.1 then " + action + reply + "\n";
     INFO(rules);
     Logged log;
-    MilterSession s(load(rules), enforce(), log.fn());
+    MilterSession s(testing::loadRules(rules), enforce(), log.fn());
     Response r = runToEom(s);
     CHECK(r.status == c.status);
     if (action == "reject") {
@@ -97,7 +88,8 @@ TEST_CASE("every stage and action maps to SMFIS_* and the rule's reply", "[milte
 }
 
 TEST_CASE("accept before end of data keeps the MTA talking to us", "[milter]") {
-  MilterSession s(load("rule ok on mail when sender ~ /^a@/ then accept\n"), enforce(), nullptr);
+  MilterSession s(testing::loadRules("rule ok on mail when sender ~ /^a@/ then accept\n"),
+                  enforce(), nullptr);
   CHECK(s.connect(rules::IpAddress::parse("192.0.2.1"), 1, 25).status == SMFIS_CONTINUE);
   CHECK(s.envelopeFrom({"<a@example.org>"}).status == SMFIS_CONTINUE);
 }
@@ -160,8 +152,9 @@ TEST_CASE("header actions are asked for when the policy edits headers, as far as
 }
 
 TEST_CASE("the message is rebuilt from header and body callbacks", "[milter]") {
-  MilterSession s(load("rule w on data when body ~ /buy now/ then reject \"550 5.7.1 words\"\n"),
-                  enforce(), nullptr);
+  MilterSession s(
+      testing::loadRules("rule w on data when body ~ /buy now/ then reject \"550 5.7.1 words\"\n"),
+      enforce(), nullptr);
   s.setProtocolFlags(SMFIP_HDR_LEADSPC);
   s.connect(rules::IpAddress::parse("192.0.2.1"), 1, 25);
   s.envelopeFrom({"<a@example.org>"});
@@ -176,7 +169,8 @@ TEST_CASE("the message is rebuilt from header and body callbacks", "[milter]") {
 }
 
 TEST_CASE("no rule reads the message: nothing is kept, the body is skipped", "[milter]") {
-  MilterSession s(load("rule m on mail when sender ~ /^x@/ then reject\n"), enforce(), nullptr);
+  MilterSession s(testing::loadRules("rule m on mail when sender ~ /^x@/ then reject\n"), enforce(),
+                  nullptr);
   s.connect(rules::IpAddress::parse("192.0.2.1"), 1, 25);
   s.envelopeFrom({"<a@example.org>"});
   s.header("Subject", "hi");
@@ -188,8 +182,9 @@ TEST_CASE("log lines: refusals, would-be refusals and deliveries, with the queue
   Logged log;
   policies::PolicyOptions dry;
   dry.dryRun = true;
-  MilterSession s(load("rule m on rcpt when rcpt ~ /^x@/ then reject \"550 5.7.1 no x\"\n"), dry,
-                  log.fn());
+  MilterSession s(
+      testing::loadRules("rule m on rcpt when rcpt ~ /^x@/ then reject \"550 5.7.1 no x\"\n"), dry,
+      log.fn());
   s.connect(rules::IpAddress::parse("192.0.2.1"), 1, 25);
   s.helo("h.example.org", {});
   s.envelopeFrom({"<a@example.org>"});
@@ -244,6 +239,18 @@ void envelope(MilterSession& s) {
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
+/// A whole message with these header fields, on a fresh session, to its end.
+Response deliver(MilterSession& s, const Fields& incoming) {
+  open(s);
+  envelope(s);
+  for (const auto& [name, value] : incoming) {
+    s.header(name, value);
+  }
+  s.endOfHeaders();
+  s.body("text\r\n");
+  return s.endOfMessage();
+}
+
 /// Makes `changes` on `fields` the way libmilter defines them (and Postfix
 /// implements them): a deletion's index counts the fields of that name from
 /// 1, case-insensitively; an insertion's index counts all fields from 0.
@@ -281,15 +288,8 @@ TEST_CASE("forged Authentication-Results are deleted last to first, ours goes be
   for (const char* rules : {"rule m on mail when sender ~ /^x@/ then reject\n",
                             "rule s on data when header.subject ~ /v1agra/ then reject\n"}) {
     INFO(rules);
-    MilterSession s(load(rules), withAuthservId(), nullptr);
-    open(s);
-    envelope(s);
-    for (const auto& [name, value] : incoming) {
-      s.header(name, value);
-    }
-    s.endOfHeaders();
-    s.body("text\r\n");
-    Response r = s.endOfMessage();
+    MilterSession s(testing::loadRules(rules), withAuthservId(), nullptr);
+    Response r = deliver(s, incoming);
     CHECK(r.status == SMFIS_ACCEPT);
     REQUIRE(r.headerChanges.size() == 3);
     CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Delete);
@@ -331,15 +331,8 @@ TEST_CASE("[headers] spam_score: X-Spam-Score and X-Spam-Rules added, incoming o
     INFO("spam_score = " << on);
     policies::PolicyOptions options = withAuthservId();
     options.spamHeaders = on;
-    MilterSession s(load(rules), options, nullptr);
-    open(s);
-    envelope(s);
-    for (const auto& [name, value] : incoming) {
-      s.header(name, value);
-    }
-    s.endOfHeaders();
-    s.body("text\r\n");
-    Response r = s.endOfMessage();
+    MilterSession s(testing::loadRules(rules), options, nullptr);
+    Response r = deliver(s, incoming);
     REQUIRE(r.status == SMFIS_ACCEPT);
     Fields atMta = incoming;
     atMta.insert(atMta.begin(), {"Received", " from h.example.org by mta"});
@@ -369,21 +362,21 @@ TEST_CASE("header changes only for messages let through, per message, as negotia
   };
 
   SECTION("a refused message gets none") {
-    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    MilterSession s(testing::loadRules(dataReject), withAuthservId(), nullptr);
     open(s);
     Response r = runMessage(s, " v1agra");
     CHECK(r.status == SMFIS_REJECT);
     CHECK(r.headerChanges.empty());
   }
   SECTION("dry-run lets the message through with them") {
-    MilterSession s(load(dataReject), withAuthservId(true), nullptr);
+    MilterSession s(testing::loadRules(dataReject), withAuthservId(true), nullptr);
     open(s);
     Response r = runMessage(s, " v1agra");
     CHECK(r.status == SMFIS_ACCEPT);
     CHECK(r.headerChanges.size() == 2);
   }
   SECTION("forged fields of an aborted message are forgotten") {
-    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    MilterSession s(testing::loadRules(dataReject), withAuthservId(), nullptr);
     open(s);
     envelope(s);
     s.header("Authentication-Results", " mx.test.example; spf=pass");
@@ -396,7 +389,7 @@ TEST_CASE("header changes only for messages let through, per message, as negotia
     CHECK(r.headerChanges[0].kind == HeaderChange::Kind::Insert);
   }
   SECTION("a new MAIL without an abort starts the count afresh") {
-    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    MilterSession s(testing::loadRules(dataReject), withAuthservId(), nullptr);
     open(s);
     envelope(s);
     s.header("Authentication-Results", " other.example; spf=pass");
@@ -407,7 +400,7 @@ TEST_CASE("header changes only for messages let through, per message, as negotia
     CHECK(r.headerChanges[0].index == 1);
   }
   SECTION("only the actions the MTA granted") {
-    MilterSession s(load(dataReject), withAuthservId(), nullptr);
+    MilterSession s(testing::loadRules(dataReject), withAuthservId(), nullptr);
     open(s);
     s.setProtocolFlags(0);  // no HDR_LEADSPC
     s.setActionFlags(SMFIF_ADDHDRS);
@@ -423,7 +416,8 @@ TEST_CASE("header changes only for messages let through, per message, as negotia
 TEST_CASE("an added header value is one line whatever it is built from", "[milter]") {
   policies::PolicyOptions o = withAuthservId();
   o.authservId = "mx.test.example\r\nX-Injected: yes";
-  MilterSession s(load("rule m on mail when sender ~ /^x@/ then reject\n"), o, nullptr);
+  MilterSession s(testing::loadRules("rule m on mail when sender ~ /^x@/ then reject\n"), o,
+                  nullptr);
   open(s);
   envelope(s);
   s.endOfHeaders();

@@ -7,10 +7,10 @@
 #include <chrono>
 
 #include "policies/authentication_results.h"
-#include "policies/list_builder.h"
 #include "policies/policy.h"
 #include "tests/policies/dkim_signer.h"
 #include "tests/policies/test_resolver.h"
+#include "tests/policies/test_rules.h"
 #include "tests/support/unbound_server.h"
 
 using namespace smtpgate;
@@ -57,15 +57,6 @@ void fillZone(UnboundServer& dns) {
 std::string message(const std::string& from) {
   return "From: " + from +
          "\r\nTo: bob@example.net\r\nSubject: hello\r\nMessage-ID: <1@x>\r\n\r\nhi there\r\n";
-}
-
-rules::RuleSetPtr load(const std::string& text) {
-  policies::StandardListBuilder lists;
-  rules::Diagnostics diags;
-  auto set = rules::RuleSet::loadText(text, "test.rules", lists, diags);
-  INFO(rules::format(diags));
-  REQUIRE(set);
-  return set;
 }
 
 }  // namespace
@@ -146,7 +137,7 @@ TEST_CASE("Authentication-Results: forged fields are cut from the header block o
 TEST_CASE("[headers] spam_score: X-Spam-Score and X-Spam-Rules, incoming ones removed", "[auth]") {
   policies::PolicyOptions options;
   options.authservId = "mx.example.com";
-  auto rules = load(
+  auto rules = testing::loadRules(
       "rule big on mail when sender ~ /@example\\.org$/ then score 2.5\n"
       "rule pills on data when header.subject ~ /v1agra/ then score 1\n");
   const std::string msg =
@@ -309,7 +300,7 @@ TEST_CASE("policy: dkim and dmarc facts, Authentication-Results, DNS failure", "
   policies::PolicyOptions options;
   options.resolver = resolverFor(dns.address(), 1s);
   options.hostname = "mx.test.example";
-  const auto rules = load(
+  const auto rules = testing::loadRules(
       "rule dmarc-reject on data when dmarc == fail and dmarc.policy == reject "
       "then reject \"550 5.7.1 DMARC policy of the From domain\"\n"
       "rule signed on data when dkim == pass and dkim.domain == example.com then score 1\n");
@@ -354,7 +345,8 @@ TEST_CASE("policy: dkim and dmarc facts, Authentication-Results, DNS failure", "
     CHECK(p.dmarcResult()->status == DmarcStatus::TempError);
   }
   SECTION("no rule reads dkim: no verification, and the header says so") {
-    policies::Policy p(load("rule s on data when size > 1000000 then reject\n"), "A4", options);
+    policies::Policy p(testing::loadRules("rule s on data when size > 1000000 then reject\n"), "A4",
+                       options);
     run(p, dkimSign(message("a@example.com"), key(), "example.com", "sel"));
     CHECK(p.dkimResult() == nullptr);
     CHECK(p.authenticationResults() == "mx.test.example; none");

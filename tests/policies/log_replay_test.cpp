@@ -14,21 +14,13 @@
 #include "policies/list_builder.h"
 #include "policies/recorded_facts.h"
 #include "tests/policies/test_resolver.h"
+#include "tests/policies/test_rules.h"
 #include "tests/support/unbound_server.h"
 
 namespace smtpgate::policies {
 namespace {
 
 using rules::Stage;
-
-rules::RuleSetPtr load(const std::string& text) {
-  StandardListBuilder lists;
-  rules::Diagnostics diags;
-  auto set = rules::RuleSet::loadText(text, "test.rules", lists, diags);
-  INFO(rules::format(diags));
-  REQUIRE(set);
-  return set;
-}
 
 const char* kMessage = "From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n";
 
@@ -149,8 +141,8 @@ const char* kBulk =
 }  // namespace
 
 TEST_CASE("replay: a decision line keeps the envelope", "[replay]") {
-  auto rules =
-      load(std::string(kBase) + "rule watch on rcpt when rcpt ~ /^w@/ then monitor reject\n");
+  auto rules = testing::loadRules(std::string(kBase) +
+                                  "rule watch on rcpt when rcpt ~ /^w@/ then monitor reject\n");
   Policy p(rules, "E1", {false, "proxy"});
   p.onConnect({*rules::IpAddress::parse("192.0.2.7"), 40123, 587, true});
   p.onHelo("h.example", {true, "TLSv1.3", "TLS_AES_128_GCM_SHA256"});
@@ -208,7 +200,7 @@ TEST_CASE("replay: recorded facts are read back by type", "[replay]") {
 }
 
 TEST_CASE("replay: one added rule changes exactly the sessions it matches", "[replay]") {
-  auto base = load(kBase);
+  auto base = testing::loadRules(kBase);
   std::vector<LogEntry> lines;
   append(lines,
          live(base, {"S1", "192.0.2.1", "a.example", {{"news@bulk.example", {"u@our.example"}}}}));
@@ -228,7 +220,7 @@ TEST_CASE("replay: one added rule changes exactly the sessions it matches", "[re
                             {{"bob@fine.example", {"u@our.example"}},
                              {"promo@bulk.example", {"w@our.example"}}}}));
 
-  const Replayed r = replay(load(std::string(kBase) + kBulk), lines);
+  const Replayed r = replay(testing::loadRules(std::string(kBase) + kBulk), lines);
   CHECK(r.summary.sessions == 6);
   CHECK(r.summary.count(ReplayKind::NewlyRefused) == 3);
   CHECK(r.summary.count(ReplayKind::Unchanged) == 3);
@@ -262,9 +254,10 @@ TEST_CASE("replay: one added rule changes exactly the sessions it matches", "[re
     CHECK(same.summary.changed() == 0);
   }
   SECTION("dropping a rule accepts what it refused") {
-    const Replayed fewer = replay(load("rule blocked on connect when client.ip == 192.0.2.66 then "
-                                       "reject \"554 5.7.1 blocked\"\n"),
-                                  lines);
+    const Replayed fewer =
+        replay(testing::loadRules("rule blocked on connect when client.ip == 192.0.2.66 then "
+                                  "reject \"554 5.7.1 blocked\"\n"),
+               lines);
     CHECK(fewer.summary.count(ReplayKind::NewlyAccepted) == 2);  // S4 and S5
     CHECK(fewer.summary.acceptedByRule == std::map<std::string, std::uint64_t>{{"no-relay", 2}});
     const ReplayedSession& s5 = fewer.get("S5");
@@ -275,19 +268,20 @@ TEST_CASE("replay: one added rule changes exactly the sessions it matches", "[re
     CHECK(s5.changes[0].after == ReplayOutcome{});
   }
   SECTION("an accept before a refusal lifts it, with the reason") {
-    const Replayed ok =
-        replay(load("rule trusted on connect when client.ip == 192.0.2.5 then accept\n" +
-                    std::string(kBase)),
-               lines);
+    const Replayed ok = replay(
+        testing::loadRules("rule trusted on connect when client.ip == 192.0.2.5 then accept\n" +
+                           std::string(kBase)),
+        lines);
     CHECK(ok.summary.count(ReplayKind::NewlyAccepted) == 1);
     REQUIRE(ok.get("S5").changes.size() == 1);
     CHECK(ok.get("S5").changes[0].note == "a rule accepted this session earlier");
   }
   SECTION("a monitor rule is a change, not a refusal") {
-    const Replayed m = replay(
-        load(std::string(kBase) + "rule watch on helo when helo == \"b.example\" then monitor "
+    const Replayed m =
+        replay(testing::loadRules(std::string(kBase) +
+                                  "rule watch on helo when helo == \"b.example\" then monitor "
                                   "reject\n"),
-        lines);
+               lines);
     CHECK(m.summary.count(ReplayKind::Changed) == 1);
     CHECK(m.summary.count(ReplayKind::NewlyRefused) == 0);
     REQUIRE(m.get("S2").changes.size() == 1);
@@ -296,7 +290,8 @@ TEST_CASE("replay: one added rule changes exactly the sessions it matches", "[re
 }
 
 TEST_CASE("replay: recipients the backend refused stay out of rcpt.count", "[replay]") {
-  auto none = load("rule nothing on connect when client.ip == 198.51.100.1 then reject\n");
+  auto none =
+      testing::loadRules("rule nothing on connect when client.ip == 198.51.100.1 then reject\n");
   // x passes, y passes the rules but the backend refuses it, z passes: z was
   // the second recipient the transaction held, not the third.
   const auto lines = live(none, {"R1",
@@ -307,7 +302,7 @@ TEST_CASE("replay: recipients the backend refused stay out of rcpt.count", "[rep
                                    {"y@our.example"}}}});
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].record.rcptsBackendRefused == std::vector<std::string>{"y@our.example"});
-  const auto many = load("rule many on rcpt when rcpt.count > 2 then reject\n");
+  const auto many = testing::loadRules("rule many on rcpt when rcpt.count > 2 then reject\n");
   CHECK(replay(many, lines).get("R1").kind == ReplayKind::Unchanged);
   // Without the backend's refusal on record, z would be the third.
   std::vector<LogEntry> unaware = lines;
@@ -321,11 +316,12 @@ TEST_CASE("replay: recipients the backend refused stay out of rcpt.count", "[rep
 
 TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones decide",
           "[replay]") {
-  auto base = load(kBase);
+  auto base = testing::loadRules(kBase);
   std::vector<LogEntry> lines =
       live(base, {"U1", "192.0.2.1", "h.example", {{"s@example.org", {"u@our.example"}}}});
   REQUIRE(lines.size() == 1);  // the delivery
-  const auto ptrRule = load("rule no-ptr on connect when not client.ptr then reject\n");
+  const auto ptrRule =
+      testing::loadRules("rule no-ptr on connect when not client.ptr then reject\n");
   const Replayed unknown = replay(ptrRule, lines);
   const ReplayedSession& u = unknown.get("U1");
   CHECK(u.kind == ReplayKind::Undecidable);
@@ -335,7 +331,8 @@ TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones
 
   SECTION("a rule that does not need the fact to decide") {
     const Replayed r = replay(
-        load("rule no-ptr on connect when client.ip == 10.0.0.1 and not client.ptr then reject\n"),
+        testing::loadRules(
+            "rule no-ptr on connect when client.ip == 10.0.0.1 and not client.ptr then reject\n"),
         lines);
     CHECK(r.get("U1").kind == ReplayKind::Unchanged);
   }
@@ -345,7 +342,7 @@ TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones
     CHECK(r.get("U1").kind == ReplayKind::NewlyRefused);
   }
   SECTION("DNSBL answers as recorded") {
-    const auto bl = load(
+    const auto bl = testing::loadRules(
         "list bl dnsbl \"bl.example\"\n"
         "rule listed on connect when client.ip in @bl:127.0.0.2 then reject\n");
     const Replayed missing = replay(bl, lines);
@@ -356,7 +353,7 @@ TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones
     CHECK(replay(bl, lines).get("U1").kind == ReplayKind::Unchanged);
   }
   SECTION("an SPF result the log kept") {
-    const auto spf = load("rule spf-fail on mail when spf == fail then reject\n");
+    const auto spf = testing::loadRules("rule spf-fail on mail when spf == fail then reject\n");
     CHECK(replay(spf, lines).get("U1").missingFacts == std::vector<std::string>{"spf"});
     lines[0].record.spf = "fail";
     CHECK(replay(spf, lines).get("U1").kind == ReplayKind::NewlyRefused);
@@ -364,7 +361,7 @@ TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones
 }
 
 TEST_CASE("replay: old lines, check lines and a DNSBL list recorded live", "[replay]") {
-  auto base = load(kBase);
+  auto base = testing::loadRules(kBase);
   std::vector<LogEntry> lines =
       live(base, {"O1", "192.0.2.5", "h.example", {{"s@example.org", {"v@other.example"}}}});
   REQUIRE(lines.size() == 1);
@@ -375,7 +372,7 @@ TEST_CASE("replay: old lines, check lines and a DNSBL list recorded live", "[rep
   checked[0].record.frontend = "check";
   lines.push_back(checked[0]);
   Replayed r;
-  LogReplay engine({load(kBase)}, [&](ReplayedSession&& s) {
+  LogReplay engine({testing::loadRules(kBase)}, [&](ReplayedSession&& s) {
     r.summary.add(s);
     r.sessions.push_back(std::move(s));
   });
@@ -389,17 +386,17 @@ TEST_CASE("replay: old lines, check lines and a DNSBL list recorded live", "[rep
 }
 
 TEST_CASE("replay: another client with the same session id is another session", "[replay]") {
-  auto base = load(kBase);
+  auto base = testing::loadRules(kBase);
   std::vector<LogEntry> lines =
       live(base, {"SAME", "192.0.2.5", "h", {{"s@x.org", {"v@other.example"}}}}, 0);
   append(lines, live(base, {"SAME", "192.0.2.6", "h", {{"s@y.org", {"v@other.example"}}}}, 10));
-  const Replayed r = replay(load(std::string(kBase) + kBulk), lines);
+  const Replayed r = replay(testing::loadRules(std::string(kBase) + kBulk), lines);
   CHECK(r.summary.sessions == 2);
   CHECK(r.summary.count(ReplayKind::Unchanged) == 2);
 }
 
 TEST_CASE("replay: sessions idle past the horizon are replayed as the log goes on", "[replay]") {
-  auto base = load(kBase);
+  auto base = testing::loadRules(kBase);
   std::vector<std::string> done;
   LogReplay engine({base, {}, std::chrono::seconds(60)},
                    [&](ReplayedSession&& s) { done.push_back(s.id); });
@@ -452,12 +449,14 @@ TEST_CASE("replay: DNS facts a live rule got are logged, and replayed without DN
                  Catch::VectorContains(std::string("dnsbl:9.113.0.203.bl.example=127.0.0.2")));
 
   dns.stop();  // replay asks nobody
-  const Replayed listed = replay(load("list bl dnsbl \"bl.example\"\n"
-                                      "rule listed on connect when client.ip in @bl then reject\n"),
-                                 lines);
+  const Replayed listed =
+      replay(testing::loadRules("list bl dnsbl \"bl.example\"\n"
+                                "rule listed on connect when client.ip in @bl then reject\n"),
+             lines);
   CHECK(listed.get("D1").kind == ReplayKind::NewlyRefused);
   const Replayed byName = replay(
-      load("rule mail-ptr on helo when client.ptr ~ /^mail\\./ and client.fcrdns then reject\n"),
+      testing::loadRules(
+          "rule mail-ptr on helo when client.ptr ~ /^mail\\./ and client.fcrdns then reject\n"),
       lines);
   CHECK(byName.get("D1").kind == ReplayKind::NewlyRefused);
   CHECK(replay(rules, lines).get("D1").kind == ReplayKind::Unchanged);

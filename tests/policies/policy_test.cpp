@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "policies/list_builder.h"
 #include "policies/policy.h"
+#include "tests/policies/test_rules.h"
 
 using namespace smtpgate;
 using policies::Action;
@@ -16,15 +16,6 @@ using policies::Verdict;
 using rules::Stage;
 
 namespace {
-
-rules::RuleSetPtr load(const std::string& text) {
-  policies::StandardListBuilder lists;
-  rules::Diagnostics diags;
-  auto set = rules::RuleSet::loadText(text, "test.rules", lists, diags);
-  INFO(rules::format(diags));
-  REQUIRE(set);
-  return set;
-}
 
 policies::ConnectInfo client(const char* ip) {
   return {*rules::IpAddress::parse(ip), 40000, 25};
@@ -75,7 +66,7 @@ TEST_CASE("every stage and action maps to the right verdict and reply class", "[
   for (const auto& c : cells) {
     std::string text = std::string("rule r1 on ") + c.stage + " when client.ip == 192.0.2.1 then " +
                        c.action + "\n";
-    Policy p(load(text), "ABCD1234");
+    Policy p(testing::loadRules(text), "ABCD1234");
     Verdict v;
     for (auto stage : {p.onConnect(client("192.0.2.1")), p.onHelo("h"), p.onMail("a@b.c"),
                        p.onRcpt("x@y.z"), p.onEndOfData(kMessage)}) {
@@ -108,8 +99,8 @@ TEST_CASE("default replies are 554/421 at connect and 550/451 elsewhere", "[poli
 }
 
 TEST_CASE("the first terminal rule of a stage wins, in file order", "[policy]") {
-  Policy p(load("rule a on mail when sender ~ /@example/ then tempfail\n"
-                "rule b on mail when sender ~ /@example/ then reject\n"),
+  Policy p(testing::loadRules("rule a on mail when sender ~ /@example/ then tempfail\n"
+                              "rule b on mail when sender ~ /@example/ then reject\n"),
            "S1");
   p.onConnect(client("192.0.2.1"));
   p.onHelo("h");
@@ -121,8 +112,9 @@ TEST_CASE("the first terminal rule of a stage wins, in file order", "[policy]") 
 }
 
 TEST_CASE("reply templates expand variables", "[policy]") {
-  Policy p(load("rule r on rcpt when rcpt ~ /^bad@/ then reject \"550 5.1.1 $rcpt from $sender "
-                "via $client_ip refused by $rule ($session)\"\n"),
+  Policy p(testing::loadRules(
+               "rule r on rcpt when rcpt ~ /^bad@/ then reject \"550 5.1.1 $rcpt from $sender "
+               "via $client_ip refused by $rule ($session)\"\n"),
            "S2");
   p.onConnect(client("2001:db8::7"));
   p.onHelo("h");
@@ -137,10 +129,10 @@ TEST_CASE("reply templates expand variables", "[policy]") {
 
 TEST_CASE("accept at connect or helo covers the whole session", "[policy]") {
   for (const char* stage : {"connect", "helo"}) {
-    Policy p(load(std::string("rule ok on ") + stage +
-                  " when client.ip == 192.0.2.1 then accept\n"
-                  "rule no on mail when sender ~ /./ then reject\n"
-                  "rule no2 on data when body ~ /buy/ then reject\n"),
+    Policy p(testing::loadRules(std::string("rule ok on ") + stage +
+                                " when client.ip == 192.0.2.1 then accept\n"
+                                "rule no on mail when sender ~ /./ then reject\n"
+                                "rule no2 on data when body ~ /buy/ then reject\n"),
              "S3");
     Verdict v = transaction(p);
     INFO(stage);
@@ -151,8 +143,8 @@ TEST_CASE("accept at connect or helo covers the whole session", "[policy]") {
 }
 
 TEST_CASE("accept at mail covers that transaction only", "[policy]") {
-  Policy p(load("rule ok on mail when sender == a@example.org then accept\n"
-                "rule no on rcpt when rcpt ~ /./ then reject\n"),
+  Policy p(testing::loadRules("rule ok on mail when sender == a@example.org then accept\n"
+                              "rule no on rcpt when rcpt ~ /./ then reject\n"),
            "S4");
   CHECK(transaction(p).action == Action::Continue);
   p.onReset();
@@ -161,7 +153,7 @@ TEST_CASE("accept at mail covers that transaction only", "[policy]") {
 }
 
 TEST_CASE("accept at rcpt accepts that recipient; data rules skip when all were", "[policy]") {
-  auto rules = load(
+  auto rules = testing::loadRules(
       "rule pm on rcpt when rcpt ~ /^postmaster@/i then accept\n"
       "rule spam on data when header.subject ~ /v[i1]agra/i then reject\n");
   Policy all(rules, "S5");
@@ -184,7 +176,7 @@ TEST_CASE("scores add up across stages and thresholds decide at end of data", "[
       "rule big on data when score >= 100 then reject\n"
       "threshold tempfail at 6 \"451 4.7.1 deferred, score $score\"\n";
   SECTION("tempfail threshold reached") {
-    Policy p(load(base), "S7");
+    Policy p(testing::loadRules(base), "S7");
     Verdict v = transaction(p);
     CHECK(v.action == Action::Tempfail);
     CHECK(v.ruleId == "threshold-tempfail");
@@ -193,21 +185,24 @@ TEST_CASE("scores add up across stages and thresholds decide at end of data", "[
     CHECK(p.transaction()->scoreRules == std::vector<std::string>{"s1", "s2", "s3"});
   }
   SECTION("reject beats tempfail; highest threshold reached wins") {
-    Policy p(load(std::string(base) + "threshold reject at 8\n"), "S8");
+    Policy p(testing::loadRules(std::string(base) + "threshold reject at 8\n"), "S8");
     Verdict v = transaction(p);
     CHECK(v.action == Action::Reject);
     CHECK(v.reply->code == 550);
   }
   SECTION("below every threshold: accepted") {
-    Policy p(load(std::string(base) + "rule neg on data when body ~ /buy/ then score -10\n"), "S9");
+    Policy p(testing::loadRules(std::string(base) +
+                                "rule neg on data when body ~ /buy/ then score -10\n"),
+             "S9");
     CHECK(transaction(p).action == Action::Continue);
   }
 }
 
 TEST_CASE("monitor rules and dry-run log would-be refusals and let mail through", "[policy]") {
   SECTION("monitor rule") {
-    Policy p(load("rule watch on mail when sender ~ /@example\\.org$/ then monitor reject\n"
-                  "rule real on rcpt when rcpt ~ /^nobody@/ then reject\n"),
+    Policy p(testing::loadRules(
+                 "rule watch on mail when sender ~ /@example\\.org$/ then monitor reject\n"
+                 "rule real on rcpt when rcpt ~ /^nobody@/ then reject\n"),
              "M1");
     p.onConnect(client("192.0.2.1"));
     p.onHelo("h");
@@ -222,8 +217,8 @@ TEST_CASE("monitor rules and dry-run log would-be refusals and let mail through"
   SECTION("dry-run mode") {
     policies::PolicyOptions options;
     options.dryRun = true;
-    Policy p(load("rule block on connect when client.ip == 192.0.2.1 then reject\n"), "M2",
-             options);
+    Policy p(testing::loadRules("rule block on connect when client.ip == 192.0.2.1 then reject\n"),
+             "M2", options);
     Verdict v = p.onConnect(client("192.0.2.1"));
     CHECK(v.action == Action::Continue);
     CHECK_FALSE(v.disconnect);
@@ -232,9 +227,9 @@ TEST_CASE("monitor rules and dry-run log would-be refusals and let mail through"
 }
 
 TEST_CASE("facts that need DNS are unavailable and never fire a rule", "[policy]") {
-  Policy p(load("rule noptr on connect when not client.ptr then tempfail\n"
-                "rule spf on mail when spf == fail then reject\n"
-                "rule spf2 on mail when spf != pass then reject\n"),
+  Policy p(testing::loadRules("rule noptr on connect when not client.ptr then tempfail\n"
+                              "rule spf on mail when spf == fail then reject\n"
+                              "rule spf2 on mail when spf != pass then reject\n"),
            "D1");
   std::vector<policies::StageReport> reports;
   p.reportTo(&reports);
@@ -249,14 +244,15 @@ TEST_CASE("facts that need DNS are unavailable and never fire a rule", "[policy]
 }
 
 TEST_CASE("the message is parsed only when a rule reads it", "[policy]") {
-  Policy envelopeOnly(load("rule r on mail when sender == x@y.z then reject\n"), "P1");
+  Policy envelopeOnly(testing::loadRules("rule r on mail when sender == x@y.z then reject\n"),
+                      "P1");
   CHECK_FALSE(envelopeOnly.needsMessage());
-  Policy content(load("rule r on data when size > 10 then score 1\n"), "P2");
+  Policy content(testing::loadRules("rule r on data when size > 10 then score 1\n"), "P2");
   CHECK(content.needsMessage());
 }
 
 TEST_CASE("decision records carry the rule, its place and the ruleset hash", "[policy]") {
-  auto rules = load("rule r on rcpt when rcpt ~ /^bad@/ then reject\n");
+  auto rules = testing::loadRules("rule r on rcpt when rcpt ~ /^bad@/ then reject\n");
   Policy p(rules, "R1", {false, "proxy"});
   p.onConnect(client("192.0.2.9"));
   p.onHelo("helo.example");

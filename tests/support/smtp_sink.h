@@ -36,6 +36,8 @@
 ///
 /// Threading: a SmtpSink is used from one thread; messages() only reads files.
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -128,3 +130,13 @@ class SmtpSink {
 std::vector<SinkMessage> parseSinkDump(const std::string& dump, std::size_t limit);
 
 }  // namespace smtpgate::testing
+
+/// In a Catch2 test case: WARN and return when smtp-sink cannot run here (it
+/// must be started as root to drop to its -u user).
+#define SKIP_WITHOUT_SMTP_SINK()                  \
+  do {                                            \
+    if (::geteuid() != 0) {                       \
+      WARN("skipped: smtp-sink needs root here"); \
+      return;                                     \
+    }                                             \
+  } while (false)
