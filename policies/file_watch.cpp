@@ -23,9 +23,13 @@ namespace smtpgate::policies {
 namespace {
 
 // What replaces, edits, creates or removes a file in a directory. IN_ATTRIB
-// makes `touch rules.rules` a way to ask for a reload.
+// makes `touch rules.rules` a way to ask for a reload. An edit in place is
+// seen when the editor closes the file (IN_CLOSE_WRITE), not on each write:
+// IN_MODIFY would wake this thread for every append to any file kept open in
+// a watched directory (a decision log or a sink's output next to the config
+// woke it once per message), and a half-written file is no use to a reload.
 constexpr std::uint32_t kDirectoryEvents =
-    IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB;
+    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB;
 
 bool hasGlobCharacters(std::string_view text) {
   return text.find_first_of("*?[") != std::string_view::npos;
