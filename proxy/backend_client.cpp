@@ -142,26 +142,62 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::ehlo(std::string_vie
   co_return reply;
 }
 
-// XCLIENT when offered (each command answers 220, and the session restarts
-// so EHLO is due again), else XFORWARD (250), else nothing: then Postfix sees
-// the proxy as the client, which is why the xclient setting matters.
-asio::awaitable<bool> BackendClient::introduce(const XclientFields& client) {
-  if (!options_.xclient) {
-    co_return true;
+asio::awaitable<std::optional<BackendReply>> BackendClient::ownEhlo() {
+  auto reply = co_await ehlo(options_.ehloName);
+  if (reply) {
+    auto offer = capabilityParams(capabilities_, "XCLIENT");
+    xclientOffer_ = offer ? "XCLIENT " + *offer : std::string();
   }
-  for (const auto& line : xclientCommands(client, capabilities_)) {
-    auto reply = co_await command(line);
-    if (!reply || reply->code / 100 != 2) {  // Postfix answers 220, others 250
-      if (reply) {
-        fail("backend refused XCLIENT: " + reply->render());
-      }
-      co_return false;
-    }
-  }
-  co_return true;
+  co_return reply;
 }
 
-asio::awaitable<std::optional<BackendReply>> BackendClient::open(const XclientFields& client) {
+// Each XCLIENT command answers 220 (Postfix; others 250) and the session
+// restarts, so EHLO is due again.
+asio::awaitable<BackendClient::Introduction> BackendClient::introduce(
+    const XclientFields& client, const std::set<std::string>& offer) {
+  for (const auto& line : xclientCommands(client, offer)) {
+    auto reply = co_await command(line);
+    if (!reply) {
+      co_return Introduction::Failed;
+    }
+    if (reply->code / 100 != 2) {
+      lastError_ = "backend refused XCLIENT: " + reply->render();
+      co_return Introduction::Refused;
+    }
+  }
+  co_return Introduction::Done;
+}
+
+// The proxy's own EHLO, then XCLIENT when offered, else XFORWARD (250), else
+// nothing: then Postfix sees the proxy as the client, which is why the
+// xclient setting matters.
+asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
+    const XclientFields& client) {
+  auto first = co_await ownEhlo();
+  if (!first || !options_.xclient) {
+    co_return first;
+  }
+  if (!xclientOffer_->empty()) {
+    switch (co_await introduce(client, capabilities_)) {
+      case Introduction::Done:
+        co_return co_await ehlo(client.helo.value_or(options_.ehloName));
+      case Introduction::Refused:
+        co_return fail(lastError_);
+      case Introduction::Failed:
+        co_return std::nullopt;
+    }
+  }
+  if (capabilityParams(capabilities_, "XFORWARD")) {
+    auto reply = co_await command(xforwardCommand(client));
+    if (!reply || reply->code != 250) {
+      co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
+    }
+  }
+  co_return first;
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::open(
+    const XclientFields& client, const std::optional<std::string>& xclientOffer) {
   if (!co_await connect()) {
     co_return std::nullopt;
   }
@@ -172,23 +208,18 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::open(const XclientFi
   if (banner->code != 220) {
     co_return fail("backend banner: " + banner->render());
   }
-  auto first = co_await ehlo(options_.ehloName);
-  if (!first || !options_.xclient) {
-    co_return first;
-  }
-  if (capabilityParams(capabilities_, "XCLIENT")) {
-    if (!co_await introduce(client)) {
-      co_return std::nullopt;
-    }
-    co_return co_await ehlo(client.helo.value_or(options_.ehloName));
-  }
-  if (capabilityParams(capabilities_, "XFORWARD")) {
-    auto reply = co_await command(xforwardCommand(client));
-    if (!reply || reply->code != 250) {
-      co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
+  if (options_.xclient && xclientOffer && !xclientOffer->empty()) {
+    const std::set<std::string> offer{*xclientOffer};
+    switch (co_await introduce(client, offer)) {
+      case Introduction::Done:
+        co_return co_await ehlo(client.helo.value_or(options_.ehloName));
+      case Introduction::Failed:
+        co_return std::nullopt;
+      case Introduction::Refused:
+        break;  // the backend's offer changed since it was seen: learn it again
     }
   }
-  co_return first;
+  co_return co_await introduceAfterEhlo(client);
 }
 
 asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {
@@ -200,7 +231,7 @@ asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {
     fail(banner ? "backend banner: " + banner->render() : lastError_);
     co_return std::nullopt;
   }
-  if (!co_await ehlo(options_.ehloName)) {
+  if (!co_await ownEhlo()) {
     co_return std::nullopt;
   }
   auto caps = capabilities_;

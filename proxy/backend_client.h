@@ -6,7 +6,12 @@
 /// connects, reads the banner, says EHLO, hands over the real client with
 /// XCLIENT (or XFORWARD) and says EHLO again with the client's HELO name, so
 /// Postfix logs and applies its restrictions to the real client; the proxy
-/// needs no place in the backend's mynetworks. Afterwards `command()` sends
+/// needs no place in the backend's mynetworks. When the backend's XCLIENT
+/// offer is known already (the start-up probe, an earlier session), XCLIENT
+/// follows the banner at once and the proxy's own EHLO is skipped: one
+/// round trip less per session. XCLIENT may come at any time outside a
+/// transaction (Postfix XCLIENT_README); if the backend refuses it now, the
+/// offer has changed, and open() falls back to EHLO first. Afterwards `command()` sends
 /// one line and returns the backend's reply, parsed strictly (a malformed
 /// reply is a failure, never relayed). `sendMessage()` writes an already
 /// dot-stuffed message and returns the final reply.
@@ -45,9 +50,11 @@ class BackendClient {
  public:
   BackendClient(asio::any_io_executor executor, BackendOptions options);
 
-  /// Connects and introduces the client. Nullopt on any failure; otherwise
-  /// the reply to the final EHLO.
-  asio::awaitable<std::optional<BackendReply>> open(const XclientFields& client);
+  /// Connects and introduces the client. `xclientOffer` is the backend's
+  /// "XCLIENT ..." capability as last seen (see xclientOffer()), if known.
+  /// Nullopt on any failure; otherwise the reply to the final EHLO.
+  asio::awaitable<std::optional<BackendReply>> open(
+      const XclientFields& client, const std::optional<std::string>& xclientOffer = std::nullopt);
   /// Connects, says EHLO, returns the capabilities and says QUIT.
   asio::awaitable<std::optional<std::set<std::string>>> probe();
 
@@ -62,6 +69,11 @@ class BackendClient {
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
   [[nodiscard]] const std::set<std::string>& capabilities() const { return capabilities_; }
+  /// Whether the backend answered the proxy's own EHLO (open() without a
+  /// usable offer, probe()), and the "XCLIENT ..." capability in that answer
+  /// (empty if none). Postfix offers XCLIENT to the proxy only, never after
+  /// it: the EHLO that follows XCLIENT speaks for the real client.
+  [[nodiscard]] std::optional<std::string> xclientOffer() const { return xclientOffer_; }
   [[nodiscard]] const std::string& lastError() const { return lastError_; }
   void close();
 
@@ -69,7 +81,15 @@ class BackendClient {
   asio::awaitable<bool> connect();
   asio::awaitable<std::optional<BackendReply>> readReply(Duration limit);
   asio::awaitable<std::optional<BackendReply>> ehlo(std::string_view name);
-  asio::awaitable<bool> introduce(const XclientFields& client);
+  /// EHLO with our own name (not the one said for the real client after
+  /// XCLIENT); remembers the XCLIENT offer in it.
+  asio::awaitable<std::optional<BackendReply>> ownEhlo();
+  enum class Introduction { Done, Refused, Failed };
+  /// XCLIENT lines for the attributes `offer` names; Refused (connection
+  /// kept, refusal in lastError()) on the first reply that is not 2xx.
+  asio::awaitable<Introduction> introduce(const XclientFields& client,
+                                          const std::set<std::string>& offer);
+  asio::awaitable<std::optional<BackendReply>> introduceAfterEhlo(const XclientFields& client);
   std::optional<BackendReply> fail(std::string what);
 
   BackendOptions options_;
@@ -78,6 +98,7 @@ class BackendClient {
   ReplyParser parser_;
   std::string inbuf_;
   std::set<std::string> capabilities_;
+  std::optional<std::string> xclientOffer_;
   std::string lastError_;
 };
 

@@ -104,6 +104,20 @@ class ProxyContext {
     backendCapabilities_ = std::move(caps);
   }
 
+  /// The backend's "XCLIENT ..." capability in its answer to the proxy's own
+  /// EHLO (probe or session), empty if it offered none; nullopt until seen.
+  [[nodiscard]] std::optional<std::string> backendXclientOffer() const {
+    std::lock_guard lock(mutex_);
+    return backendXclientOffer_;
+  }
+  void setBackendXclientOffer(std::optional<std::string> offer) {
+    if (!offer) {
+      return;  // nothing learnt: keep what was seen last
+    }
+    std::lock_guard lock(mutex_);
+    backendXclientOffer_ = std::move(offer);
+  }
+
   /// Writes a decision line; failures are counted, never fatal.
   void log(const policies::DecisionRecord& record) {
     metrics.countDecision(record);
@@ -133,6 +147,7 @@ class ProxyContext {
   mutable std::mutex mutex_;
   rules::RuleSetPtr rules_;
   std::optional<std::set<std::string>> backendCapabilities_;
+  std::optional<std::string> backendXclientOffer_;
   policies::DecisionLog* log_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::shared_ptr<const policies::CidrList> trustedProxies_;

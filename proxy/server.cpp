@@ -218,6 +218,7 @@ asio::awaitable<void> Server::Impl::probeLoop() {
     auto caps = co_await probe.probe();
     if (caps) {
       context.setBackendCapabilities(std::move(caps));
+      context.setBackendXclientOffer(probe.xclientOffer());
     } else {
       fmt::print(stderr, "smtpgate: backend probe failed: {}\n", probe.lastError());
     }

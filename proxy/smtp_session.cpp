@@ -621,13 +621,14 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   client.port = clientPort_;
   client.helo = policy_.session().helo;
   client.proto = esmtp_ ? SmtpProtocol::Esmtp : SmtpProtocol::Smtp;
-  if (!co_await backend_->open(client)) {
+  if (!co_await backend_->open(client, context_.backendXclientOffer())) {
     fmt::print(stderr, "smtpgate: session {}: backend: {}\n", policy_.session().id,
                backend_->lastError());
     context_.metrics.backendError();
     co_return false;
   }
   context_.setBackendCapabilities(backend_->capabilities());
+  context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;
 }
 

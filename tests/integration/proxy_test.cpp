@@ -8,7 +8,7 @@
 /// injected after STARTTLS.
 ///
 /// How a negative is proved without sleeping: Postfix writes one
-/// "disconnect from ... ehlo=2 xclient=1 mail=1 rcpt=1 data=1 quit=1" line per
+/// "disconnect from ... ehlo=1 xclient=1 mail=1 rcpt=1 data=1 quit=1" line per
 /// smtpd session with the count of every command it received. The tests wait
 /// (with a deadline) for that line of the proxied session, which Postfix
 /// writes only after the session's last command, and then read the counts:
@@ -497,6 +497,48 @@ TEST_CASE("proxy: Postfix logs the original client address it got by XCLIENT", "
       gate.postfix().sink().messages()[0].data,
       Catch::Contains("from original.client.test (") &&
           Catch::Contains("[127.0.0.2])\n\tby backend.test (Postfix) with ESMTP id " + queueId));
+}
+
+TEST_CASE("proxy: when Postfix stops trusting the proxy with XCLIENT, mail goes on by XFORWARD",
+          "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate;
+  auto send = [&gate] {
+    SwaksResult run = swaks({"--server", gate.proxy().server(), "--local-interface", "127.0.0.2",
+                             "--from", "sender@example.org", "--to", "user@example.com"});
+    INFO(run.transcript);
+    CHECK(run.exitCode == 0);
+    return queuedAs(run.transcript);
+  };
+  // The proxy learnt Postfix's XCLIENT offer from its start-up probe and now
+  // sends XCLIENT straight after the banner.
+  const std::string first = send();
+  REQUIRE_FALSE(first.empty());
+  CHECK(gate.postfix().waitForLog(std::regex(first + R"(: client=\S*\[127\.0\.0\.2\])"),
+                                  deadlineIn(kTimeout)));
+
+  // The admin withdraws XCLIENT; the proxy still believes it is offered.
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"postconf", "-e", "smtpd_authorized_xclient_hosts ="},
+        std::vector<std::string>{"postfix", "reload"}}) {
+    CommandResult result = gate.postfix().postfixCommand(command);
+    INFO(result.output);
+    REQUIRE(result.exitCode == 0);
+  }
+  REQUIRE(gate.postfix().waitForLog(std::regex("reload -- version"), deadlineIn(kTimeout)));
+
+  // The refused XCLIENT costs nothing but a round trip: the proxy says EHLO,
+  // sees no XCLIENT and hands the client over with XFORWARD, which Postfix
+  // counts in the session's disconnect line and logs as orig_client.
+  const std::string second = send();
+  REQUIRE_FALSE(second.empty());
+  auto sessions = waitForProxiedSessions(gate.postfix(), 2);
+  REQUIRE(sessions.size() == 2);
+  INFO(sessions[1]);
+  CHECK(sessions[1].find(" xforward=1") != std::string::npos);
+  CHECK(gate.postfix().waitForLog(
+      std::regex(second + R"(: client=.*orig_client=\S*\[127\.0\.0\.2\])"), deadlineIn(kTimeout)));
+  REQUIRE(gate.postfix().sink().waitForMessages(2, deadlineIn(kTimeout)));
 }
 
 TEST_CASE("proxy: STARTTLS with a test certificate, then delivery", "[proxy]") {
