@@ -332,6 +332,24 @@ const FactValue& Policy::fact(const rules::FieldRef& field) {
   return factCache_.back().second;
 }
 
+// The body and the raw body are matched where the Message keeps them: as
+// FactValues each would be copied once per message (at 100 KB, those two
+// copies and the page faults of their fresh memory were a quarter of the
+// proxy's CPU).
+std::optional<std::string_view> Policy::textInPlace(const rules::FieldRef& field) {
+  if (!tx_ || !tx_->message) {
+    return std::nullopt;
+  }
+  switch (field.info->id) {
+    case FieldId::Body:
+      return std::string_view(tx_->message->body());
+    case FieldId::RawBody:
+      return tx_->message->rawBody();
+    default:
+      return std::nullopt;
+  }
+}
+
 Verdict Policy::dnsFailureVerdict(Stage stage) const {
   const auto reply =
       rules::ReplyTemplate::make(stage == Stage::Connect ? 421 : 451, {4, 4, 3},

@@ -182,6 +182,7 @@ class Policy : private rules::FactSource {
 
  private:
   const rules::FactValue& fact(const rules::FieldRef& field) override;
+  std::optional<std::string_view> textInPlace(const rules::FieldRef& field) override;
   rules::FactValue computeFact(const rules::FieldRef& field);
   rules::FactValue replayedFact(const rules::FieldRef& field);
   std::vector<std::string> factItems() const;

@@ -149,7 +149,6 @@ class Evaluation {
   GroupMatch runGroup(const RegexGroup& g) {
     GroupMatch result;
     result.atoms.assign(g.atoms, false);
-    const FactValue& v = facts_.fact(g.field);
     std::vector<int> hits;
     auto runOne = [&](std::string_view text) {
       hits.clear();
@@ -162,7 +161,9 @@ class Evaluation {
       }
       return false;
     };
-    if (anyText(v, runOne) == Tri::Unknown) {
+    if (auto text = facts_.textInPlace(g.field)) {
+      runOne(*text);
+    } else if (anyText(facts_.fact(g.field), runOne) == Tri::Unknown) {
       result.unknown = true;
     }
     return result;

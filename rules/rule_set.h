@@ -65,6 +65,13 @@ class FactSource {
  public:
   virtual ~FactSource() = default;
   virtual const FactValue& fact(const FieldRef& field) = 0;
+  /// A text field read where it lies, for a source that keeps big texts (a
+  /// message body) and would otherwise copy one into a FactValue per
+  /// evaluation. Regex matching asks here first; nullopt means "see fact()".
+  /// The view must stay valid while the evaluation runs.
+  virtual std::optional<std::string_view> textInPlace(const FieldRef& /*field*/) {
+    return std::nullopt;
+  }
 };
 
 /// What one rule's condition came to, for `smtpgate check` and the log.

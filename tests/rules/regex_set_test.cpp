@@ -195,3 +195,41 @@ TEST_CASE("an empty regex list matches nothing and its negation everything", "[r
 
 }  // namespace
 }  // namespace smtpgate::rules
+
+namespace smtpgate::rules {
+namespace {
+
+/// A source that keeps the body itself (as the Policy keeps the message):
+/// regexes match it in place and never ask fact() for a copy.
+class BodyInPlace : public testing::MapFacts {
+ public:
+  explicit BodyInPlace(std::string body) : body_(std::move(body)) {}
+  std::optional<std::string_view> textInPlace(const FieldRef& field) override {
+    if (field.display() == "body") {
+      return std::string_view(body_);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::string body_;
+};
+
+TEST_CASE("a text kept in place is matched there, without a copy through fact()", "[regex]") {
+  auto set = loadOk(
+      "rule spam on data when body ~ /lottery/ then score 2\n"
+      "rule short on data when body == \"x\" then score 1\n"
+      "rule subject on data when header.subject ~ /win/ then score 4\n");
+  BodyInPlace facts("you won the lottery");
+  facts.set("header.subject", "you win");
+  auto outcome = set->evaluate(Stage::Data, facts);
+  CHECK(outcome.scoreAdded == 6);       // spam and subject; `==` still reads fact(), unset here
+  CHECK(facts.readCount("body") == 1);  // the comparison, not the regex
+  CHECK(facts.readCount("header.subject") == 1);
+
+  BodyInPlace clean("a letter");
+  CHECK(set->evaluate(Stage::Data, clean).scoreAdded == 0);
+}
+
+}  // namespace
+}  // namespace smtpgate::rules
