@@ -4,6 +4,7 @@
 
 #include <csignal>
 
+#include "cli/daemon_memory.h"
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "cli/systemd_notify.h"
@@ -19,6 +20,7 @@ struct MilterOptions {
 };
 
 int runMilter(const MilterOptions& options) {
+  keepMessageMemory();
   // Before the DNS resolver starts its threads: a thread without the mask
   // would take SIGHUP or SIGUSR2 with its default action and end the process.
   milter::MilterServer::blockServerSignals();

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include "cli/daemon_memory.h"
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "cli/systemd_notify.h"
@@ -44,6 +45,7 @@ std::shared_ptr<boost::asio::ssl::context> makeTlsContext(const policies::ProxyC
 }
 
 int runProxy(const ProxyOptions& options) {
+  keepMessageMemory();
   rules::Diagnostics diags;
   auto loaded = loadConfigAndRules(options.config, diags, {.enabled = true});
   printDiagnostics(diags);
