@@ -315,10 +315,13 @@ bool MilterConversation::handle(const Packet& packet, std::string& out) {
     case SMFIC_BODY: {
       const Response r = guarded("body", [&] {
         const bool more = sessionFor().body(data);
+        if (negotiated(SMFIP_NR_BODY)) {
+          return Response{SMFIS_NOREPLY, std::nullopt};
+        }
         return Response{!more && negotiated(SMFIP_SKIP) ? SMFIS_SKIP : SMFIS_CONTINUE,
                         std::nullopt};
       });
-      appendResponse(out, r);
+      appendResponse(out, failClosedWithoutReply(r, SMFIP_NR_BODY));
       return true;
     }
     case SMFIC_BODYEOB:

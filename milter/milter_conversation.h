@@ -15,8 +15,8 @@
 ///                           rule's reply for a refusal)
 ///   DATA UNKNOWN            continue
 ///   HEADER EOH              continue, or nothing with NR_HDR / NR_EOH
-///   BODY                    continue, or skip once the session needs no more
-///                           (when the MTA understands SMFIP_SKIP)
+///   BODY                    nothing with NR_BODY; else continue, or skip once
+///                           the session needs no more (SMFIP_SKIP)
 ///   BODYEOB                 the header changes, then the final Response
 ///   MACRO ABORT QUIT_NC     nothing
 ///   QUIT                    nothing; the connection ends

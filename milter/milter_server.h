@@ -45,7 +45,9 @@
 /// until our delayed ACK of the first (40 ms per message, 18 msgs/s for one
 /// session over inet; BENCHMARKS.md "Postfix milter"). So we do not negotiate
 /// SMFIP_NODATA: the DATA event is answered with CONTINUE, the reply carries
-/// the ACK, and nothing waits.
+/// the ACK, and nothing waits. Header fields, end of headers and body are
+/// negotiated without reply (SMFIP_NR_*): Postfix buffers what needs no
+/// answer and sends it with the end of message, which does, in one write.
 ///
 /// Thread-safety: a connection is served by one thread at a time; the current
 /// RuleSet is swapped under a mutex and each SMTP session keeps the snapshot

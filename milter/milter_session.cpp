@@ -96,7 +96,7 @@ unsigned long protocolFlags(unsigned long offered, bool needsMessage, bool edits
   // CONTINUE at once and nothing waits (milter_server.h, "Nagle").
   unsigned long wanted = SMFIP_NOUNKNOWN;
   if (needsMessage) {
-    wanted |= SMFIP_NR_EOH | SMFIP_SKIP;
+    wanted |= SMFIP_NR_EOH | SMFIP_NR_BODY | SMFIP_SKIP;
   } else {
     wanted |= SMFIP_NOEOH | SMFIP_NOBODY;
   }

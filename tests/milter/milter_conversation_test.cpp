@@ -212,20 +212,21 @@ TEST_CASE("milter protocol: replies are encoded as libmilter sends them", "[milt
 TEST_CASE("milter conversation: a clean message, as Postfix sends it", "[milter]") {
   Harness h(kReadsBody);
   const auto replies = h.send(sessionUpToEom());
-  // O(ptneg) c(onnect) c(helo) c(mail) c(rcpt) c(data), no header or eoh
-  // replies (NR_HDR, NR_EOH), c(body), then our header and a(ccept).
-  CHECK(commands(replies) == "Occcccci"s + "a");
+  // O(ptneg) c(onnect) c(helo) c(mail) c(rcpt) c(data), no header, eoh or
+  // body replies (NR_HDR, NR_EOH, NR_BODY), then our header and a(ccept).
+  CHECK(commands(replies) == "Occccci"s + "a");
   const Packet& negotiated = replies.front();
   REQUIRE(negotiated.data.size() > 12);
   const std::uint32_t protocolFlags = milter::protocol::parseNegotiation(negotiated.data).protocol;
   CHECK((protocolFlags & SMFIP_NR_HDR) != 0);
+  CHECK((protocolFlags & SMFIP_NR_BODY) != 0);
   CHECK((protocolFlags & SMFIP_NODATA) == 0);  // see "Nagle" in milter_server.h
   // Postfix offers SMFIF_SETSYMLIST: we name the macros we read.
   const std::uint32_t actions = milter::protocol::parseNegotiation(negotiated.data).actions;
   CHECK((actions & SMFIF_SETSYMLIST) != 0);
   CHECK(negotiated.data.find(uint32(SMFIM_CONNECT) + "{daemon_port}\0"s) == 12);
   CHECK(negotiated.data.find(uint32(SMFIM_EOM) + "i\0"s) != std::string::npos);
-  CHECK(replies[7].data.find("Authentication-Results\0"s) != std::string::npos);
+  CHECK(replies[6].data.find("Authentication-Results\0"s) != std::string::npos);
   REQUIRE(h.logged.size() == 1);
   CHECK(h.logged[0].action == "deliver");
   CHECK(h.logged[0].queueId == "4XyZ1");
@@ -292,7 +293,7 @@ TEST_CASE("milter connection: pipelined packets over a socket, hostile length cl
   }
   server.join();
   ::close(fds[0]);
-  CHECK(commands(packetsIn(replies)) == "Occcccci"s + "a");
+  CHECK(commands(packetsIn(replies)) == "Occccci"s + "a");
 
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
   Harness hostile("rule nothing on mail when sender ~ /^nobody@/ then reject\n");

@@ -129,6 +129,9 @@ TEST_CASE("protocol flags switch off what the rules don't need", "[milter]") {
     CHECK((message & (SMFIP_NOHDRS | SMFIP_NOBODY | SMFIP_NOEOH)) == 0);
     CHECK((message & SMFIP_NR_HDR) != 0);
     CHECK((message & SMFIP_HDR_LEADSPC) != 0);
+    // The body needs no answer (the rules run at end of message): Postfix
+    // then sends header fields, body and end of message in one write.
+    CHECK((message & SMFIP_NR_BODY) != 0);
   }
   // Never SMFIP_NODATA: Postfix would send the DATA macros alone and Nagle
   // would hold the message behind them for a delayed ACK (milter_server.h).
