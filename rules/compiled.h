@@ -2,10 +2,12 @@
 /// The compiled form of a RuleSet (internal to rules/): per-stage rule
 /// indexes, the fields each stage reads, and the RE2::Set per (stage, field).
 
+#include <re2/re2.h>
 #include <re2/set.h>
 
 #include <array>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "rules/rule_set.h"
@@ -14,13 +16,18 @@ namespace smtpgate::rules {
 
 /// One RE2::Set per (stage, field): every regex leaf on that field at that
 /// stage contributes its patterns; `atomOf[i]` maps the set's pattern i back
-/// to the leaf ("atom") it belongs to.
+/// to the leaf ("atom") it belongs to. A group of one pattern also gets that
+/// pattern as a plain RE2 (`single`), which is what matches: unlike a set,
+/// it stops at the first match and skips ahead to where its literal prefix
+/// occurs, so a rawbody rule need not step its DFA over every byte.
 struct RegexGroup {
   Stage stage = Stage::Connect;
   FieldRef field;
   std::unique_ptr<RE2::Set> set;
   std::vector<std::size_t> atomOf;
   std::size_t atoms = 0;
+  std::vector<std::string> patterns;  ///< as added to `set`, in order
+  std::unique_ptr<RE2> single;
 };
 
 struct RuleSet::Compiled {

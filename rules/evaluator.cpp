@@ -151,6 +151,12 @@ class Evaluation {
     result.atoms.assign(g.atoms, false);
     std::vector<int> hits;
     auto runOne = [&](std::string_view text) {
+      if (g.single) {
+        if (RE2::PartialMatch(text, *g.single)) {
+          result.atoms[g.atomOf.front()] = true;
+        }
+        return false;
+      }
       hits.clear();
       RE2::Set::ErrorInfo info{};
       if (!g.set->Match(text, &hits, &info) && info.kind != RE2::Set::kNoError) {

@@ -43,6 +43,14 @@ constexpr int64_t kRegexSetMaxMem = int64_t{256} << 20;
 /// Deepest include nesting, a guard against runaway globs more than cycles.
 constexpr std::size_t kMaxIncludeDepth = 16;
 
+/// For every set, and the plain RE2 of a one-pattern group alike.
+RE2::Options regexOptions() {
+  RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(kRegexSetMaxMem);
+  return options;
+}
+
 std::size_t stageIndex(Stage s) {
   return static_cast<std::size_t>(s);
 }
@@ -469,11 +477,8 @@ void RuleSetBuilder::assignRegexGroups(Condition& c, Stage stage, RuleSet::Compi
     return g.stage == stage && g.field == c.field;
   });
   if (it == groups.end()) {
-    RE2::Options options;
-    options.set_log_errors(false);
-    options.set_max_mem(kRegexSetMaxMem);
     groups.push_back(
-        RegexGroup{stage, c.field, std::make_unique<RE2::Set>(options, RE2::UNANCHORED), {}, 0});
+        RegexGroup{stage, c.field, std::make_unique<RE2::Set>(regexOptions(), RE2::UNANCHORED)});
     it = std::prev(groups.end());
   }
   c.regexGroup = static_cast<std::size_t>(it - groups.begin());
@@ -485,6 +490,7 @@ void RuleSetBuilder::assignRegexGroups(Condition& c, Stage stage, RuleSet::Compi
       continue;
     }
     it->atomOf.push_back(c.regexAtom);
+    it->patterns.push_back(p.pattern);
   }
 }
 
@@ -501,6 +507,12 @@ void RuleSetBuilder::compile(RuleSet& set) {
     if (!g.set->Compile()) {
       diags_.error({}, "cannot compile the regexes on " + g.field.display() + " at stage " +
                            std::string(toString(g.stage)) + " (out of memory?)");
+    }
+    if (g.patterns.size() == 1) {
+      auto single = std::make_unique<RE2>(g.patterns.front(), regexOptions());
+      if (single->ok()) {
+        g.single = std::move(single);
+      }
     }
   }
   set.compiled_ = std::move(compiled);

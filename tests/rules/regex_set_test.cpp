@@ -233,3 +233,44 @@ TEST_CASE("a text kept in place is matched there, without a copy through fact()"
 
 }  // namespace
 }  // namespace smtpgate::rules
+
+namespace smtpgate::rules {
+namespace {
+
+// A field with one pattern at a stage is matched by a plain RE2 (it stops at
+// the first match); with two it is a set. Both must answer alike.
+TEST_CASE("a lone pattern answers as it would inside a set", "[regex]") {
+  const std::vector<std::string> patterns = {
+      R"re(/name\*?=\s*"?[^";\r\n]*\.(exe|scr)"?\s*(;|$)/im)re", "/^subject: win/mi",
+      R"re(/\bv[i1]agra\b/i)re", "/x{3}$/", "/a.b/s"};
+  const std::vector<std::string> texts = {"Content-Type: application/x; name=\"setup.EXE\"\r\n",
+                                          "NAME*=a.scr;",
+                                          "name=a.exe.txt",
+                                          "hello\nSubject: WIN now",
+                                          "buy V1AGRA",
+                                          "viagras",
+                                          "ends in xxx",
+                                          "xxx\nno",
+                                          "a\nb",
+                                          "ab",
+                                          ""};
+  int matched = 0;
+  for (const auto& pattern : patterns) {
+    auto alone = loadOk("rule r on data when rawbody ~ " + pattern + " then score 1\n");
+    auto inSet =
+        loadOk("rule r on data when rawbody ~ " + pattern +
+               " then score 1\nrule other on data when rawbody ~ /never here/ then score 2\n");
+    for (const auto& text : texts) {
+      INFO(pattern << " on " << text);
+      MapFacts a{{"rawbody", text}};
+      MapFacts b{{"rawbody", text}};
+      const double score = alone->evaluate(Stage::Data, a).scoreAdded;
+      CHECK(score == inSet->evaluate(Stage::Data, b).scoreAdded);
+      matched += score > 0 ? 1 : 0;
+    }
+  }
+  CHECK(matched == 6);  // setup.EXE, a.scr, Subject: WIN, V1AGRA, ends in xxx, a\nb
+}
+
+}  // namespace
+}  // namespace smtpgate::rules
