@@ -147,14 +147,25 @@ std::string joinClean(const std::vector<std::string>& items, std::size_t show, b
   return out;
 }
 
+/// The authentication results, then the other facts the line recorded
+/// (client.port, tls, mail.size, DNS answers...), two spaces apart: a value
+/// (an SPF explanation) may hold one.
 std::string facts(const policies::DecisionRecord& r) {
+  constexpr std::size_t kShown = 40;
   std::string out;
+  auto add = [&out](const std::string& item) { out += (out.empty() ? "" : "  ") + item; };
   for (const auto& [name, value] : {std::pair<const char*, const std::string*>{"spf", &r.spf},
                                     {"dkim", &r.dkim},
                                     {"dmarc", &r.dmarc}}) {
     if (!value->empty()) {
-      out += (out.empty() ? "" : "  ") + std::string(name) + "=" + clean(*value, 40);
+      add(std::string(name) + "=" + clean(*value, 40));
     }
+  }
+  for (std::size_t i = 0; i < r.facts.size() && i < kShown; ++i) {
+    add(clean(r.facts[i], 200));
+  }
+  if (r.facts.size() > kShown) {
+    add("+" + std::to_string(r.facts.size() - kShown) + " more");
   }
   return out;
 }
@@ -176,6 +187,12 @@ void explainPeer(std::string& out, const LogEntry& e, const LogEntry* previous) 
   }
   if (!r.rcpts.empty()) {
     field(out, "rcpts", joinClean(r.rcpts, 10, true));
+  }
+  if (!r.rcptsPassed.empty()) {
+    field(out, "passed", joinClean(r.rcptsPassed, 10, true));
+  }
+  if (!r.rcptsBackendRefused.empty()) {
+    field(out, "backend no", joinClean(r.rcptsBackendRefused, 10, true));
   }
 }
 
@@ -220,7 +237,10 @@ std::string explainText(const std::string& session, const std::vector<LogEntry>&
   const LogEntry* previous = nullptr;
   for (const LogEntry& e : entries) {
     out += "\n" + policies::formatLogTime(e.record.time, true) + "  " + clean(e.record.stage, 16) +
-           "  " + clean(e.record.action, 24) + "\n";
+           "  " + clean(e.record.action, 24) +
+           (e.record.transaction ? "  (transaction " + std::to_string(e.record.transaction) + ")"
+                                 : "") +
+           "\n";
     explainPeer(out, e, previous);
     explainVerdict(out, e);
     previous = &e;

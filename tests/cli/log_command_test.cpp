@@ -237,6 +237,10 @@ TEST_CASE("log: --explain shows one session in time order", "[cli]") {
   data.dkim = "pass";
   data.dmarc = "pass";
   data.queueId = "4QX1Z";
+  data.transaction = 1;
+  data.rcptsPassed = {"a@example.com"};
+  data.rcptsBackendRefused = {"gone@example.com"};
+  data.facts = {"client.port=40312", "tls=true", "spf.explanation=see  http://x.test/"};
   // The rotation holds the oldest line; in the live file two are out of order.
   writeFile(live + ".1", toJsonLine(mail) + "\n");
   writeFile(live,
@@ -258,7 +262,10 @@ TEST_CASE("log: --explain shows one session in time order", "[cli]") {
   CHECK(rc < d);
   for (const char* part :
        {"spf=fail", "no-relay  at /etc/smtpgate/rules/10-basic.rules:7", "dkim=pass  dmarc=pass",
-        "4.5", "4QX1Z", "550 5.7.1 Rejected by no-relay"}) {
+        "4.5", "4QX1Z", "550 5.7.1 Rejected by no-relay", "deliver  (transaction 1)",
+        "passed      <a@example.com>", "backend no  <gone@example.com>",
+        "facts       dkim=pass  dmarc=pass  client.port=40312  tls=true  "
+        "spf.explanation=see  http://x.test/"}) {
     CHECK_THAT(r.out, Catch::Contains(part));
   }
   CHECK(r.out.find("S2") == std::string::npos);
