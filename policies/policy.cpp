@@ -41,9 +41,9 @@ std::string formatScore(double score) {
 std::string newSessionId() {
   // A process-wide counter from a random start, through a bijective 32-bit
   // mixer (Wellons' lowbias32): ids look random, never repeat within 2^32
-  // sessions of one process, and cost no per-thread generator (libmilter
-  // runs every connection on a new thread; seeding an mt19937 there was a
-  // measurable part of the milter's CPU).
+  // sessions of one process, and cost no per-thread generator (the milter
+  // serves connections on threads of their own; seeding an mt19937 on each
+  // was a measurable part of its CPU).
   static std::atomic<std::uint32_t> counter{std::random_device{}()};
   std::uint32_t x = counter.fetch_add(1, std::memory_order_relaxed);
   x ^= x >> 16;

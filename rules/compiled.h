@@ -26,7 +26,7 @@ struct RegexGroup {
   std::unique_ptr<RE2::Set> set;
   std::vector<std::size_t> atomOf;
   std::size_t atoms = 0;
-  std::vector<std::string> patterns;  ///< as added to `set`, in order
+  std::string firstPattern;  ///< the first pattern added to `set`
   std::unique_ptr<RE2> single;
 };
 

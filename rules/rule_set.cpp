@@ -489,8 +489,10 @@ void RuleSetBuilder::assignRegexGroups(Condition& c, Stage stage, RuleSet::Compi
       sourceLineError(p.where, "bad regex: " + error);
       continue;
     }
+    if (it->atomOf.empty()) {
+      it->firstPattern = p.pattern;
+    }
     it->atomOf.push_back(c.regexAtom);
-    it->patterns.push_back(p.pattern);
   }
 }
 
@@ -508,8 +510,8 @@ void RuleSetBuilder::compile(RuleSet& set) {
       diags_.error({}, "cannot compile the regexes on " + g.field.display() + " at stage " +
                            std::string(toString(g.stage)) + " (out of memory?)");
     }
-    if (g.patterns.size() == 1) {
-      auto single = std::make_unique<RE2>(g.patterns.front(), regexOptions());
+    if (g.atomOf.size() == 1) {
+      auto single = std::make_unique<RE2>(g.firstPattern, regexOptions());
       if (single->ok()) {
         g.single = std::move(single);
       }

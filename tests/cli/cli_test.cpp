@@ -149,7 +149,7 @@ TEST_CASE("check --json prints one object with every stage", "[cli]") {
 TEST_CASE("check --log appends a valid decision line", "[cli]") {
   TempDir dir;
   fs::path config = writeConfig(dir, "rule r on rcpt when rcpt == user@example.com then reject\n");
-  fs::path log = dir.path() / "decisions.jsonl";
+  fs::path log = fs::path(dir.path()) / "decisions.jsonl";
   for (int i = 0; i < 2; ++i) {
     CHECK(run(envelope(config) + " --log " + shellQuote(log.string())).exitCode == 1);
   }
@@ -177,8 +177,7 @@ TEST_CASE("check reports usage, input and config errors with distinct exit codes
   CHECK(run("check -c " + shellQuote(good.string())).exitCode == 64);  // --ip is required
   CHECK(run("check -c " + shellQuote(good.string()) + " --ip 192.0.2.1 --rcpt a@b.c").exitCode ==
         64);
-  CHECK(run(envelope(good) + " " + shellQuote((dir.path() / "missing.eml").string())).exitCode ==
-        66);
+  CHECK(run(envelope(good) + " " + shellQuote(dir.file("missing.eml"))).exitCode == 66);
   Result r = run("check -c " + shellQuote(broken.string()) + " --ip 192.0.2.1");
   CHECK(r.exitCode == 78);
   CHECK_THAT(r.out, Catch::Contains("x.rules:1:"));
