@@ -56,6 +56,7 @@ asio::awaitable<bool> BackendClient::connect() {
     co_return false;
   }
   tcp::endpoint endpoint(address, options_.port);
+  capabilities_.reset();
   auto error = co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple),
                                       options_.connectTimeout);
   if (error) {
@@ -145,7 +146,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::ehlo(std::string_vie
 asio::awaitable<std::optional<BackendReply>> BackendClient::ownEhlo() {
   auto reply = co_await ehlo(options_.ehloName);
   if (reply) {
-    auto offer = capabilityParams(capabilities_, "XCLIENT");
+    auto offer = capabilityParams(*capabilities_, "XCLIENT");
     xclientOffer_ = offer ? "XCLIENT " + *offer : std::string();
   }
   co_return reply;
@@ -178,7 +179,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
     co_return first;
   }
   if (!xclientOffer_->empty()) {
-    switch (co_await introduce(client, capabilities_)) {
+    switch (co_await introduce(client, *capabilities_)) {
       case Introduction::Done:
         co_return co_await ehlo(client.helo.value_or(options_.ehloName));
       case Introduction::Refused:
@@ -187,7 +188,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
         co_return std::nullopt;
     }
   }
-  if (capabilityParams(capabilities_, "XFORWARD")) {
+  if (capabilityParams(*capabilities_, "XFORWARD")) {
     auto reply = co_await command(xforwardCommand(client));
     if (!reply || reply->code != 250) {
       co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
@@ -196,30 +197,37 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
   co_return first;
 }
 
-asio::awaitable<std::optional<BackendReply>> BackendClient::open(
-    const XclientFields& client, const std::optional<std::string>& xclientOffer) {
+asio::awaitable<bool> BackendClient::open(const XclientFields& client,
+                                          const std::optional<std::string>& xclientOffer) {
   if (!co_await connect()) {
-    co_return std::nullopt;
+    co_return false;
   }
   auto banner = co_await readReply(options_.connectTimeout);
   if (!banner) {
-    co_return std::nullopt;
+    co_return false;
   }
   if (banner->code != 220) {
-    co_return fail("backend banner: " + banner->render());
+    fail("backend banner: " + banner->render());
+    co_return false;
   }
   if (options_.xclient && xclientOffer && !xclientOffer->empty()) {
     const std::set<std::string> offer{*xclientOffer};
     switch (co_await introduce(client, offer)) {
       case Introduction::Done:
-        co_return co_await ehlo(client.helo.value_or(options_.ehloName));
+        // With the client's HELO name and protocol in XCLIENT, Postfix's
+        // session is where the client's own EHLO left it: an EHLO now would
+        // only repeat them, at one more round trip per session.
+        if (xclientCarriesGreeting(client, offer)) {
+          co_return true;
+        }
+        co_return (co_await ehlo(client.helo.value_or(options_.ehloName))).has_value();
       case Introduction::Failed:
-        co_return std::nullopt;
+        co_return false;
       case Introduction::Refused:
         break;  // the backend's offer changed since it was seen: learn it again
     }
   }
-  co_return co_await introduceAfterEhlo(client);
+  co_return (co_await introduceAfterEhlo(client)).has_value();
 }
 
 asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {

@@ -8,8 +8,10 @@
 /// Postfix logs and applies its restrictions to the real client; the proxy
 /// needs no place in the backend's mynetworks. When the backend's XCLIENT
 /// offer is known already (the start-up probe, an earlier session), XCLIENT
-/// follows the banner at once and the proxy's own EHLO is skipped: one
-/// round trip less per session. XCLIENT may come at any time outside a
+/// follows the banner at once and the proxy's own EHLO is skipped; when
+/// XCLIENT carries the client's HELO name and protocol too, so is the EHLO
+/// after it (Postfix's smtpd takes both from XCLIENT): banner, XCLIENT,
+/// MAIL — two round trips less per session. XCLIENT may come at any time outside a
 /// transaction (Postfix XCLIENT_README); if the backend refuses it now, the
 /// offer has changed, and open() falls back to EHLO first. Afterwards `command()` sends
 /// one line and returns the backend's reply, parsed strictly (a malformed
@@ -52,9 +54,9 @@ class BackendClient {
 
   /// Connects and introduces the client. `xclientOffer` is the backend's
   /// "XCLIENT ..." capability as last seen (see xclientOffer()), if known.
-  /// Nullopt on any failure; otherwise the reply to the final EHLO.
-  asio::awaitable<std::optional<BackendReply>> open(
-      const XclientFields& client, const std::optional<std::string>& xclientOffer = std::nullopt);
+  /// False on any failure (lastError() says which).
+  asio::awaitable<bool> open(const XclientFields& client,
+                             const std::optional<std::string>& xclientOffer = std::nullopt);
   /// Connects, says EHLO, returns the capabilities and says QUIT.
   asio::awaitable<std::optional<std::set<std::string>>> probe();
 
@@ -68,7 +70,11 @@ class BackendClient {
   asio::awaitable<void> quit();
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
-  [[nodiscard]] const std::set<std::string>& capabilities() const { return capabilities_; }
+  /// The extensions in this connection's last EHLO reply; nullopt if open()
+  /// needed no EHLO (XCLIENT carried the client's greeting).
+  [[nodiscard]] const std::optional<std::set<std::string>>& capabilities() const {
+    return capabilities_;
+  }
   /// Whether the backend answered the proxy's own EHLO (open() without a
   /// usable offer, probe()), and the "XCLIENT ..." capability in that answer
   /// (empty if none). Postfix offers XCLIENT to the proxy only, never after
@@ -97,7 +103,7 @@ class BackendClient {
   IoWatchdog watchdog_;  ///< after socket_: it cancels socket_'s operations
   ReplyParser parser_;
   std::string inbuf_;
-  std::set<std::string> capabilities_;
+  std::optional<std::set<std::string>> capabilities_;
   std::optional<std::string> xclientOffer_;
   std::string lastError_;
 };

@@ -627,7 +627,9 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
     context_.metrics.backendError();
     co_return false;
   }
-  context_.setBackendCapabilities(backend_->capabilities());
+  if (backend_->capabilities()) {
+    context_.setBackendCapabilities(backend_->capabilities());  // else the probe keeps them fresh
+  }
   context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;
 }
