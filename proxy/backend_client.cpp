@@ -1,6 +1,7 @@
 #include "proxy/backend_client.h"
 
 #include <boost/asio/connect.hpp>
+#include <utility>
 
 #include "proxy/dot_stuffer.h"
 
@@ -46,6 +47,7 @@ void BackendClient::close() {
   socket_.close(ignored);
   inbuf_.clear();
   parser_.reset();
+  xforwardAhead_.clear();
 }
 
 asio::awaitable<bool> BackendClient::connect() {
@@ -96,11 +98,22 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
   if (!connected()) {
     co_return fail("backend not connected");
   }
-  std::string out(line);
+  std::string out = std::exchange(xforwardAhead_, {});
+  const bool xforwardSent = !out.empty();
+  out += line;
   out += "\r\n";
   IoResult io = co_await writeAll(watchdog_, socket_, out, options_.commandTimeout);
   if (!io.ok()) {
     co_return fail("backend write: " + io.error.message());
+  }
+  if (xforwardSent) {
+    auto forwarded = co_await readReply(options_.commandTimeout);
+    if (!forwarded) {
+      co_return std::nullopt;
+    }
+    if (forwarded->code != 250) {
+      co_return fail("backend refused XFORWARD: " + forwarded->render());
+    }
   }
   co_return co_await readReply(options_.commandTimeout);
 }
@@ -169,16 +182,16 @@ asio::awaitable<BackendClient::Introduction> BackendClient::introduce(
   co_return Introduction::Done;
 }
 
-// The proxy's own EHLO, then XCLIENT when offered, else XFORWARD (250), else
-// nothing: then Postfix sees the proxy as the client, which is why the
-// xclient setting matters.
+// The proxy's own EHLO, then XCLIENT when it takes the client's address, else
+// XFORWARD, else nothing: then Postfix sees the proxy as the client, which is
+// why the xclient setting matters.
 asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
     const XclientFields& client) {
   auto first = co_await ownEhlo();
   if (!first || !options_.xclient) {
     co_return first;
   }
-  if (!xclientOffer_->empty()) {
+  if (xclientTakesAddress(*capabilities_)) {
     switch (co_await introduce(client, *capabilities_)) {
       case Introduction::Done:
         co_return co_await ehlo(client.helo.value_or(options_.ehloName));
@@ -189,6 +202,12 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
     }
   }
   if (capabilityParams(*capabilities_, "XFORWARD")) {
+    if (capabilityParams(*capabilities_, "PIPELINING")) {
+      // XFORWARD need not end a command group (Postfix's own SMTP client
+      // pipelines it with MAIL): it goes out with the session's MAIL.
+      xforwardAhead_ = xforwardCommand(client) + "\r\n";
+      co_return first;
+    }
     auto reply = co_await command(xforwardCommand(client));
     if (!reply || reply->code != 250) {
       co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
@@ -210,8 +229,8 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
     fail("backend banner: " + banner->render());
     co_return false;
   }
-  if (options_.xclient && xclientOffer && !xclientOffer->empty()) {
-    const std::set<std::string> offer{*xclientOffer};
+  const std::set<std::string> offer{xclientOffer.value_or(std::string())};
+  if (options_.xclient && xclientTakesAddress(offer)) {
     switch (co_await introduce(client, offer)) {
       case Introduction::Done:
         // With the client's HELO name and protocol in XCLIENT, Postfix's

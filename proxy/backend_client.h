@@ -6,17 +6,23 @@
 /// connects, reads the banner, says EHLO, hands over the real client with
 /// XCLIENT (or XFORWARD) and says EHLO again with the client's HELO name, so
 /// Postfix logs and applies its restrictions to the real client; the proxy
-/// needs no place in the backend's mynetworks. When the backend's XCLIENT
-/// offer is known already (the start-up probe, an earlier session), XCLIENT
-/// follows the banner at once and the proxy's own EHLO is skipped; when
-/// XCLIENT carries the client's HELO name and protocol too, so is the EHLO
-/// after it (Postfix's smtpd takes both from XCLIENT): banner, XCLIENT,
-/// MAIL — two round trips less per session. XCLIENT may come at any time outside a
-/// transaction (Postfix XCLIENT_README); if the backend refuses it now, the
-/// offer has changed, and open() falls back to EHLO first. Afterwards `command()` sends
-/// one line and returns the backend's reply, parsed strictly (a malformed
-/// reply is a failure, never relayed). `sendMessage()` writes an already
-/// dot-stuffed message and returns the final reply.
+/// needs no place in the backend's mynetworks. Round trips are saved where
+/// the protocol allows it:
+/// - when the backend's XCLIENT offer is known already (the start-up probe,
+///   an earlier session), XCLIENT follows the banner at once, without the
+///   proxy's own EHLO; if the backend refuses it now, the offer has changed,
+///   and open() falls back to EHLO first (XCLIENT may come at any time
+///   outside a transaction, Postfix XCLIENT_README);
+/// - when XCLIENT carries the client's whole HELO name and its protocol,
+///   Postfix's smtpd takes both from it and the EHLO after it is skipped too:
+///   banner, XCLIENT, MAIL;
+/// - XCLIENT is used only if it takes ADDR; otherwise XFORWARD (logging
+///   only), which goes out with MAIL in one write when the backend offers
+///   PIPELINING (Postfix's own SMTP client pipelines it the same way).
+/// Afterwards `command()` sends one line and returns the backend's reply,
+/// parsed strictly (a malformed reply is a failure, never relayed).
+/// `sendMessage()` writes an already dot-stuffed message and returns the
+/// final reply.
 ///
 /// Every operation has a deadline; any failure (refused connection, timeout,
 /// bad reply, EOF) leaves the client closed and is reported as nullopt with
@@ -105,6 +111,7 @@ class BackendClient {
   std::string inbuf_;
   std::optional<std::set<std::string>> capabilities_;
   std::optional<std::string> xclientOffer_;
+  std::string xforwardAhead_;  ///< XFORWARD line to pipeline with the next command
   std::string lastError_;
 };
 

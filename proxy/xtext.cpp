@@ -199,6 +199,11 @@ std::vector<std::string> xclientCommands(const XclientFields& fields,
   return commands;
 }
 
+bool xclientTakesAddress(const std::set<std::string>& capabilities) {
+  auto names = advertised(capabilities);
+  return names && names->count("ADDR") > 0;
+}
+
 bool xclientCarriesGreeting(const XclientFields& fields, const std::set<std::string>& capabilities,
                             std::size_t maxLine) {
   auto names = advertised(capabilities);

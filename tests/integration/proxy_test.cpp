@@ -536,7 +536,9 @@ TEST_CASE("proxy: when Postfix stops trusting the proxy with XCLIENT, mail goes 
 
   // The refused XCLIENT costs nothing but a round trip: the proxy says EHLO,
   // sees no XCLIENT and hands the client over with XFORWARD, which Postfix
-  // counts in the session's disconnect line and logs as orig_client.
+  // counts in the session's disconnect line and logs as orig_client. XFORWARD
+  // goes out pipelined with MAIL; this Postfix disconnects clients that
+  // pipeline where RFC 2920 forbids it, so delivery proves that is allowed.
   const std::string second = send();
   REQUIRE_FALSE(second.empty());
   auto sessions = waitForProxiedSessions(gate.postfix(), 2);

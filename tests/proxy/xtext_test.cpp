@@ -134,6 +134,13 @@ TEST_CASE("xclientCommands: every command fits 512 bytes with CRLF", "[proxy][xt
   CHECK(joined.find("ADDR=192.0.2.1") != std::string::npos);
 }
 
+TEST_CASE("xclientTakesAddress: XCLIENT hands over the client only with ADDR", "[proxy][xtext]") {
+  CHECK(xclientTakesAddress(caps("XCLIENT NAME ADDR PORT PROTO HELO")));
+  CHECK_FALSE(xclientTakesAddress(caps("XCLIENT NAME HELO")));  // smtp-sink's offer
+  CHECK_FALSE(xclientTakesAddress(caps("XCLIENT")));
+  CHECK_FALSE(xclientTakesAddress({"PIPELINING", "XFORWARD NAME ADDR PROTO HELO"}));
+}
+
 TEST_CASE("xclientCarriesGreeting: only a whole HELO name and a protocol the backend takes",
           "[proxy][xtext]") {
   const auto postfix = caps("XCLIENT NAME ADDR PORT PROTO HELO REVERSE_NAME LOGIN");
