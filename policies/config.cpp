@@ -375,8 +375,17 @@ void applyProxyListen(Ctx& c, const toml::node& n, Config& cfg) {
 void applyProxyBackend(Ctx& c, const toml::node& n, Config& cfg) {
   if (auto v = getString(c, n, "proxy.backend")) {
     std::string err;
-    if (!parseBackendAddress(*v, err)) {
+    auto backend = parseBackendAddress(*v, err);
+    if (!backend) {
       c.error(n.source(), "proxy.backend: bad address " + quote(*v) + ": " + err);
+    } else if (backend->protocol == BackendAddress::Protocol::Lmtp) {
+      // Refused here rather than failing every message at run time. LMTP
+      // answers the end of data once per recipient, which one SMTP reply to
+      // the client cannot carry without a queue of our own.
+      c.error(n.source(),
+              "proxy.backend: LMTP backends are not supported; give the MTA in "
+              "front of the mailbox server as HOST:PORT (e.g. Postfix on "
+              "127.0.0.1:10025)");
     }
     cfg.proxy.backend = *v;
   }

@@ -22,7 +22,7 @@
 ///
 /// Address syntax (one parser each, shared by the proxy, milter and CLI):
 ///   listen, metrics   HOST:PORT or [IPV6]:PORT, port 1-65535
-///   backend           HOST:PORT, smtp:HOST:PORT, or lmtp:/absolute/path.sock
+///   backend           HOST:PORT or smtp:HOST:PORT (lmtp:/path.sock is parsed, then refused)
 ///   milter socket     inet:PORT@HOST, inet6:PORT@HOST, unix:/absolute/path
 ///   dns servers       IP or IP:PORT or [IPV6]:PORT (an address, not a name)
 /// HOST is an IPv4 address, a bracketed IPv6 address, or a DNS name.

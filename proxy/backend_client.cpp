@@ -50,26 +50,52 @@ void BackendClient::close() {
   xforwardAhead_.clear();
 }
 
-asio::awaitable<bool> BackendClient::connect() {
+asio::awaitable<std::vector<tcp::endpoint>> BackendClient::endpoints() {
+  std::vector<tcp::endpoint> out;
   boost::system::error_code ec;
   auto address = asio::ip::make_address(options_.host, ec);
-  if (ec) {
-    fail("bad backend address " + options_.host);
-    co_return false;
+  if (!ec) {
+    out.emplace_back(address, options_.port);
+    co_return out;
   }
-  tcp::endpoint endpoint(address, options_.port);
-  capabilities_.reset();
-  auto error = co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple),
-                                      options_.connectTimeout);
+  // A host name ("localhost", "mx.internal"): asked of the system resolver
+  // (/etc/hosts, DNS) for every connection, so a changed address needs no
+  // reload, as with Postfix's relayhost.
+  tcp::resolver resolver(socket_.get_executor());
+  auto [error, results] =
+      co_await resolver.async_resolve(options_.host, std::to_string(options_.port), kUseTuple);
   if (error) {
-    fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
-         error.message());
-    co_return false;
+    fail("resolve backend " + options_.host + ": " + error.message());
+    co_return out;
   }
-  // Commands and replies are small and interactive: Nagle would add 40 ms per
-  // round trip (Haraka's single-session figure in the proxy issue).
-  socket_.set_option(tcp::no_delay(true), ec);
-  co_return true;
+  for (const auto& entry : results) {
+    out.push_back(entry.endpoint());
+  }
+  co_return out;
+}
+
+asio::awaitable<bool> BackendClient::connect() {
+  capabilities_.reset();
+  const std::vector<tcp::endpoint> candidates = co_await endpoints();
+  if (candidates.empty()) {
+    co_return false;  // endpoints() said why
+  }
+  boost::system::error_code error;
+  for (const tcp::endpoint& endpoint : candidates) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);  // after a failed attempt: the next one opens it afresh
+    error = co_await withinNoBytes(watchdog_, socket_.async_connect(endpoint, kUseTuple),
+                                   options_.connectTimeout);
+    if (!error) {
+      // Commands and replies are small and interactive: Nagle would add 40 ms
+      // per round trip (Haraka's single-session figure in the proxy issue).
+      socket_.set_option(tcp::no_delay(true), ignored);
+      co_return true;
+    }
+  }
+  fail("connect to " + options_.host + ":" + std::to_string(options_.port) + ": " +
+       error.message());
+  co_return false;
 }
 
 asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration limit) {

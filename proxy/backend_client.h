@@ -37,6 +37,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "proxy/reply_parser.h"
 #include "proxy/timed_io.h"
@@ -90,6 +91,9 @@ class BackendClient {
   void close();
 
  private:
+  /// The backend's address, or the host name's addresses; empty (and
+  /// lastError() set) if the name does not resolve.
+  asio::awaitable<std::vector<tcp::endpoint>> endpoints();
   asio::awaitable<bool> connect();
   asio::awaitable<std::optional<BackendReply>> readReply(Duration limit);
   asio::awaitable<std::optional<BackendReply>> ehlo(std::string_view name);

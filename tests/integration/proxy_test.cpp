@@ -662,6 +662,29 @@ TEST_CASE("proxy: pipelined commands are answered in order", "[proxy]") {
   CHECK(recipients == std::vector<std::string>{"postmaster@example.com", "user@example.com"});
 }
 
+TEST_CASE("proxy: a backend given by host name is resolved, each address tried in turn",
+          "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  PostfixInstance postfix(backendOptions());
+  postfix.start();
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  // "localhost" is ::1 and 127.0.0.1 in /etc/hosts; Postfix listens on the
+  // IPv4 address only, so an attempt on ::1 is refused and the next one works.
+  options.backend = "localhost:" + std::to_string(postfix.port());
+  SmtpgateProcess proxy(options);
+  proxy.start();
+
+  SwaksResult run = swaks({"--server", proxy.server(), "--local-interface", "127.0.0.2", "--from",
+                           "sender@example.org", "--to", "user@example.com"});
+  INFO(run.transcript);
+  REQUIRE(run.exitCode == 0);
+  const std::string queueId = queuedAs(run.transcript);
+  REQUIRE_FALSE(queueId.empty());
+  CHECK(postfix.waitForLog(std::regex(queueId + R"(: client=\S*\[127\.0\.0\.2\])"),
+                           deadlineIn(kTimeout)));
+}
+
 TEST_CASE("proxy: with the backend down the client hears 4xx and never 250", "[proxy]") {
   // No Postfix needed: nothing listens on the backend port.
   SmtpgateOptions options;

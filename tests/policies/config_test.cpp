@@ -40,7 +40,7 @@ std::string allMessages(const rules::Diagnostics& diags) {
 // The example of DESIGN.md "Configuration", kept verbatim.
 constexpr std::string_view kDesignExample = R"([proxy]
 listen  = ["0.0.0.0:25", "[::]:25"]
-backend = "127.0.0.1:10025"      # smtp:HOST:PORT or lmtp:/path.sock
+backend = "127.0.0.1:10025"      # or smtp:HOST:PORT
 xclient = true                    # tell Postfix the real client (smtpd_authorized_xclient_hosts)
 hostname = "mx.example.com"
 max_message_size = "50M"
@@ -182,6 +182,7 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
       {"[proxy]\nlisten = [\"[::1]25\"]\n", 2, 11, "missing port (use [IPV6]:PORT)"},
       {"[proxy]\nlisten = [\"300.1.2.3:25\"]\n", 2, 11, "bad IPv4 address '300.1.2.3'"},
       {"[proxy]\nbackend = \"lmtp:dovecot.sock\"\n", 2, 11, "lmtp: needs an absolute"},
+      {"[proxy]\nbackend = \"lmtp:/run/dovecot/lmtp\"\n", 2, 11, "LMTP backends are not supported"},
       {"[proxy]\nbackend = \"smtp:mail.example.com\"\n", 2, 11, "missing port"},
       {"[proxy]\nbackend = \"bad_host:25\"\n", 2, 11, "bad host name 'bad_host'"},
       {"[proxy]\nhostname = \"mx example.com\"\n", 2, 12, "is not a host name"},
@@ -442,7 +443,7 @@ TEST_CASE("config: values and accepted address forms", "[config]") {
   const std::string text = R"(
 [proxy]
 listen = "[2001:db8::1]:2525"          # a single string is a one-element list
-backend = "lmtp:/run/dovecot/lmtp"
+backend = "smtp:mx.example.com:10025"
 xclient = false
 max_message_size = 1048576
 [milter]
@@ -461,7 +462,7 @@ listen = "localhost:9425"
   REQUIRE(cfg);
   CHECK(diags.empty());
   CHECK(cfg->proxy.listen == std::vector<std::string>{"[2001:db8::1]:2525"});
-  CHECK(cfg->proxy.backend == "lmtp:/run/dovecot/lmtp");
+  CHECK(cfg->proxy.backend == "smtp:mx.example.com:10025");
   CHECK_FALSE(cfg->proxy.xclient);
   CHECK(cfg->proxy.maxMessageSize == 1048576);
   CHECK(cfg->dns.servers.size() == 4);
