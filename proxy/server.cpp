@@ -4,6 +4,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,6 +16,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "proxy/metrics_endpoint.h"
 #include "proxy/smtp_session.h"
@@ -114,7 +116,7 @@ struct Server::Impl {
   ReloadFunction reloadRules;
   asio::signal_set signals;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-  std::unique_ptr<tcp::acceptor> metricsAcceptor;
+  std::vector<std::unique_ptr<tcp::acceptor>> metricsAcceptors;
   bool stopping = false;
 };
 
@@ -201,9 +203,9 @@ asio::awaitable<void> Server::Impl::signalLoop() {
       boost::system::error_code ignored;
       a->close(ignored);
     }
-    if (metricsAcceptor) {
+    for (auto& a : metricsAcceptors) {
       boost::system::error_code ignored;
-      metricsAcceptor->close(ignored);
+      a->close(ignored);
     }
     co_await drain();
     co_return;
@@ -240,19 +242,37 @@ void Server::setTls(std::shared_ptr<asio::ssl::context> tls) {
 
 namespace {
 
-/// A listening acceptor on `hp`, or nullptr (with the reason on stderr).
-std::unique_ptr<tcp::acceptor> listenOn(asio::io_context& io, const policies::HostPort& hp,
-                                        std::string_view what) {
+/// The addresses `hp` names: its IP address, or every address of its host
+/// name ("localhost" is ::1 and 127.0.0.1); empty, with the reason on stderr,
+/// if the name does not resolve.
+std::vector<tcp::endpoint> listenEndpoints(asio::io_context& io, const policies::HostPort& hp) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(hp.host, ec);
-  if (ec) {
-    fmt::print(stderr, "smtpgate: cannot listen on {}: not an IP address\n", hp.host);
-    return nullptr;
+  if (!ec) {
+    return {tcp::endpoint(address, hp.port)};
   }
+  tcp::resolver resolver(io);
+  auto results = resolver.resolve(hp.host, std::to_string(hp.port), ec);
+  if (ec) {
+    fmt::print(stderr, "smtpgate: cannot listen on {}: {}\n", hp.host, ec.message());
+    return {};
+  }
+  std::vector<tcp::endpoint> out;
+  for (const auto& entry : results) {
+    if (std::find(out.begin(), out.end(), entry.endpoint()) == out.end()) {
+      out.push_back(entry.endpoint());
+    }
+  }
+  return out;
+}
+
+/// A listening acceptor on `endpoint`, or nullptr (with the reason on stderr).
+std::unique_ptr<tcp::acceptor> listenOn(asio::io_context& io, const tcp::endpoint& endpoint,
+                                        std::string_view what) {
+  boost::system::error_code ec;
   auto acceptor = std::make_unique<tcp::acceptor>(io);
-  tcp::endpoint endpoint(address, hp.port);
   acceptor->open(endpoint.protocol(), ec);
-  if (!ec && address.is_v6()) {
+  if (!ec && endpoint.address().is_v6()) {
     acceptor->set_option(asio::ip::v6_only(true), ec);
   }
   acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -270,19 +290,30 @@ std::unique_ptr<tcp::acceptor> listenOn(asio::io_context& io, const policies::Ho
   return acceptor;
 }
 
+/// Acceptors on every address of `hp`, appended to `out`; false if any fails.
+bool listenOnAll(asio::io_context& io, const policies::HostPort& hp, std::string_view what,
+                 std::vector<std::unique_ptr<tcp::acceptor>>& out) {
+  const std::vector<tcp::endpoint> endpoints = listenEndpoints(io, hp);
+  for (const tcp::endpoint& endpoint : endpoints) {
+    auto acceptor = listenOn(io, endpoint, what);
+    if (!acceptor) {
+      return false;
+    }
+    out.push_back(std::move(acceptor));
+  }
+  return !endpoints.empty();
+}
+
 }  // namespace
 
 bool Server::bind() {
   for (const auto& hp : impl_->context.settings().listen) {
-    auto acceptor = listenOn(impl_->io, hp, "listening");
-    if (!acceptor) {
+    if (!listenOnAll(impl_->io, hp, "listening", impl_->acceptors)) {
       return false;
     }
-    impl_->acceptors.push_back(std::move(acceptor));
   }
   if (const auto& metrics = impl_->context.settings().metricsListen) {
-    impl_->metricsAcceptor = listenOn(impl_->io, *metrics, "metrics");
-    if (!impl_->metricsAcceptor) {
+    if (!listenOnAll(impl_->io, *metrics, "metrics", impl_->metricsAcceptors)) {
       return false;
     }
   }
@@ -302,10 +333,9 @@ int Server::run() {
     asio::co_spawn(impl_->io, impl_->acceptLoop(*a), asio::detached);
   }
   asio::co_spawn(impl_->io, impl_->signalLoop(), asio::detached);
-  if (impl_->metricsAcceptor) {
+  for (auto& a : impl_->metricsAcceptors) {
     auto render = [this] { return impl_->context.metrics.render(SMTPGATE_VERSION); };
-    asio::co_spawn(asio::make_strand(impl_->io), serveMetrics(*impl_->metricsAcceptor, render),
-                   asio::detached);
+    asio::co_spawn(asio::make_strand(impl_->io), serveMetrics(*a, render), asio::detached);
   }
   asio::co_spawn(asio::make_strand(impl_->io), impl_->probeLoop(), asio::detached);
   fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",

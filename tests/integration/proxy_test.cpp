@@ -685,6 +685,25 @@ TEST_CASE("proxy: a backend given by host name is resolved, each address tried i
                            deadlineIn(kTimeout)));
 }
 
+TEST_CASE("proxy: listen addresses may be host names", "[proxy]") {
+  // No backend needed: the proxy must start and serve on every address of
+  // the name (it used to exit with "not an IP address").
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = "127.0.0.1:" + std::to_string(freePort());
+  const std::uint16_t metricsPort = freePort();
+  options.extraConfig = "[metrics]\nlisten = \"localhost:" + std::to_string(metricsPort) + "\"\n";
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  CommandResult scrape =
+      runCommand({"curl", "-sS", "--max-time", "5",
+                  "http://localhost:" + std::to_string(metricsPort) + "/metrics"},
+                 std::chrono::seconds(10));
+  INFO(scrape.output << proxy.log());
+  CHECK(scrape.exitCode == 0);
+  CHECK_THAT(scrape.output, Catch::Contains("smtpgate_sessions_total"));
+}
+
 TEST_CASE("proxy: with the backend down the client hears 4xx and never 250", "[proxy]") {
   // No Postfix needed: nothing listens on the backend port.
   SmtpgateOptions options;
