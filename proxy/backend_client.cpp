@@ -1,5 +1,6 @@
 #include "proxy/backend_client.h"
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <utility>
 
@@ -166,6 +167,27 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::str
   }
   if (!ok) {
     co_return fail("backend write during DATA failed");
+  }
+  co_return co_await readReply(options_.dataTimeout);
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessageChunked(
+    std::string_view header, std::string_view message) {
+  // RFC 3030: the size says where the message ends, so nothing is stuffed
+  // and no end-of-data line can be forged; the message is already CRLF only.
+  std::string out = "BDAT " + std::to_string(header.size() + message.size()) + " LAST\r\n";
+  out += header;
+  constexpr std::size_t kChunk = 64 * 1024;
+  const std::size_t firstPart = std::min(message.size(), kChunk);
+  out += message.substr(0, firstPart);
+  bool ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+  for (std::size_t at = firstPart; ok && at < message.size(); at += kChunk) {
+    // A spilled message is written from its buffer a window at a time.
+    ok = (co_await writeAll(watchdog_, socket_, message.substr(at, kChunk), options_.dataTimeout))
+             .ok();
+  }
+  if (!ok) {
+    co_return fail("backend write during BDAT failed");
   }
   co_return co_await readReply(options_.dataTimeout);
 }

@@ -73,6 +73,12 @@ class BackendClient {
   /// ended) and `message`, dot-stuffed and terminated, and reads the final reply.
   asio::awaitable<std::optional<BackendReply>> sendMessage(std::string_view header,
                                                            std::string_view message);
+  /// For a backend that offers CHUNKING, instead of DATA and sendMessage():
+  /// one `BDAT <size> LAST` with `header` and `message` (CRLF only, not
+  /// dot-stuffed) and its reply, the final one: one round trip less than
+  /// DATA's 354 and the message.
+  asio::awaitable<std::optional<BackendReply>> sendMessageChunked(std::string_view header,
+                                                                  std::string_view message);
   /// QUIT, politely, ignoring the answer; then close.
   asio::awaitable<void> quit();
 

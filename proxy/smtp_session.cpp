@@ -500,19 +500,6 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     co_return Next::Continue;
   }
   logDecision(v);  // would-* verdicts of monitor rules and dry-run
-  auto go = co_await backend_->command("DATA");
-  if (!go || go->code != 354) {
-    if (go) {
-      relay(*go);
-    } else {
-      reply("451 4.4.2 Error: lost connection to the mail server, try again later");
-    }
-    // A backend that refuses DATA keeps its envelope (Postfix does): reset it,
-    // or the client's next MAIL would meet "503 nested MAIL command" there.
-    co_await resetBackend();
-    endTransaction();
-    co_return Next::Continue;
-  }
   // Our header fields (Authentication-Results, X-Spam-*) go on top; incoming
   // Authentication-Results claiming our authserv-id are forged (RFC 8601
   // section 5), and incoming X-Spam-* go when we add ours: only the header
@@ -530,7 +517,25 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     head += cleaned.headers;
     rest = message.substr(cleaned.headerLength);
   }
-  auto done = co_await backend_->sendMessage(head, rest);
+  std::optional<BackendReply> done;
+  if (backendChunking_) {
+    done = co_await backend_->sendMessageChunked(head, rest);
+  } else {
+    auto go = co_await backend_->command("DATA");
+    if (!go || go->code != 354) {
+      if (go) {
+        relay(*go);
+      } else {
+        reply("451 4.4.2 Error: lost connection to the mail server, try again later");
+      }
+      // A backend that refuses DATA keeps its envelope (Postfix does): reset it,
+      // or the client's next MAIL would meet "503 nested MAIL command" there.
+      co_await resetBackend();
+      endTransaction();
+      co_return Next::Continue;
+    }
+    done = co_await backend_->sendMessage(head, rest);
+  }
   if (!done) {
     context_.metrics.backendError();
     reply("451 4.4.2 Error: lost connection to the mail server during DATA, try again later");
@@ -539,6 +544,11 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
   }
   relay(*done);
   if (done->code / 100 != 2) {
+    if (backendChunking_) {
+      // A refused BDAT leaves ending the transaction to the client (RFC 3030
+      // section 4.2), as a refused DATA does.
+      co_await resetBackend();
+    }
     endTransaction();
     co_return Next::Continue;
   }
@@ -630,6 +640,10 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   if (backend_->capabilities()) {
     context_.setBackendCapabilities(backend_->capabilities());  // else the probe keeps them fresh
   }
+  // The message goes by BDAT where the backend takes it (Postfix does since
+  // 3.4): one round trip less than DATA per message.
+  const auto capabilities = context_.backendCapabilities();
+  backendChunking_ = capabilities && capabilityParams(*capabilities, "CHUNKING").has_value();
   context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;
 }

@@ -92,10 +92,11 @@ SmtpgateOptions withRules(const std::string& rules) {
   return options;
 }
 
-/// The queue id from Postfix's "250 2.0.0 Ok: queued as 4F1A2B3C4D".
+/// The queue id from Postfix's "250 2.0.0 Ok: queued as 4F1A2B3C4D" (after
+/// DATA) or "250 2.0.0 Ok: 291 bytes queued as 4F1A2B3C4D" (after BDAT).
 std::string queuedAs(const std::string& text) {
   std::smatch match;
-  static const std::regex kQueued("250 2\\.0\\.0 Ok: queued as ([0-9A-Za-z]+)");
+  static const std::regex kQueued("250 2\\.0\\.0 Ok: (?:[0-9]+ bytes )?queued as ([0-9A-Za-z]+)");
   return std::regex_search(text, match, kQueued) ? match[1].str() : std::string();
 }
 
@@ -144,6 +145,19 @@ int commandCount(const std::string& disconnectLine, const std::string& command) 
     return 0;
   }
   return std::stoi(match[2].matched ? match[2].str() : match[1].str());
+}
+
+/// Messages Postfix received in a session, by DATA or by BDAT.
+int messageTransfers(const std::string& disconnectLine) {
+  return commandCount(disconnectLine, "data") + commandCount(disconnectLine, "bdat");
+}
+
+/// Postfix without CHUNKING in its EHLO reply: the proxy then hands messages
+/// over by DATA, dot-stuffed, instead of BDAT.
+PostfixOptions backendWithoutChunking() {
+  PostfixOptions options = backendOptions();
+  options.mainCf.emplace_back("smtpd_discard_ehlo_keywords", "chunking");
+  return options;
 }
 
 SmtpReply expectReply(SmtpClient& client, int code, Deadline deadline) {
@@ -272,6 +286,13 @@ TEST_CASE("proxy: a clean message reaches Postfix and the client hears its queue
   CHECK_THAT(messages[0].data, Catch::Contains("with ESMTP id " + queueId));
   CHECK(gate.postfix().waitForLog(std::regex(queueId + ": to=<user@example\\.com>.* status=sent"),
                                   deadlineIn(kTimeout)));
+  // Postfix offers CHUNKING, so the message went as one BDAT: no DATA and
+  // its 354 round trip.
+  auto sessions = waitForProxiedSessions(gate.postfix(), 1);
+  REQUIRE(sessions.size() == 1);
+  INFO(sessions[0]);
+  CHECK(commandCount(sessions[0], "bdat") == 1);
+  CHECK(commandCount(sessions[0], "data") == 0);
 
   // The decision log ties the delivery to Postfix's queue id.
   auto delivered = waitForDecisions(
@@ -408,9 +429,9 @@ TEST_CASE("proxy: a rule refusal at data gives the configured reply and never re
   auto sessions = waitForProxiedSessions(postfix, 1);
   REQUIRE(sessions.size() == 1);
   INFO(sessions[0]);
-  // Postfix saw both MAILs but DATA only for the clean message.
+  // Postfix saw both MAILs but the message (by BDAT) only for the clean one.
   CHECK(commandCount(sessions[0], "mail") == 2);
-  CHECK(commandCount(sessions[0], "data") == 1);
+  CHECK(messageTransfers(sessions[0]) == 1);
   REQUIRE(postfix.sink().waitForMessages(1, deadline));
   auto messages = postfix.sink().messages();
   REQUIRE(messages.size() == 1);
@@ -437,13 +458,14 @@ TEST_CASE("proxy: Postfix's own refusal of an unknown recipient is relayed", "[p
   CHECK(gate.postfix().sink().messageCount() == 0);
 }
 
-TEST_CASE("proxy: after Postfix refuses DATA, the next transaction starts clean", "[proxy]") {
-  SKIP_WITHOUT_POSTFIX();
-  PostfixOptions postfixOptions = backendOptions();
-  // Postfix refuses DATA itself for this one sender and keeps the envelope:
-  // the proxy must reset the backend before the client's next MAIL.
-  postfixOptions.mainCf = {
-      {"smtpd_data_restrictions", "check_sender_access inline:{{nodata@example.org=REJECT}}"}};
+namespace {
+
+/// Postfix refuses the message itself for one sender (smtpd_data_restrictions,
+/// answered to DATA or to the first BDAT) and keeps the envelope: the proxy
+/// must reset the backend before the client's next MAIL.
+void checkBackendRefusalThenCleanTransaction(PostfixOptions postfixOptions) {
+  postfixOptions.mainCf.emplace_back("smtpd_data_restrictions",
+                                     "check_sender_access inline:{{nodata@example.org=REJECT}}");
   ProxiedPostfix gate({}, postfixOptions);
   auto deadline = deadlineIn(kTimeout);
 
@@ -451,8 +473,8 @@ TEST_CASE("proxy: after Postfix refuses DATA, the next transaction starts clean"
   connectAndGreet(client, gate.proxy(), "client.test", deadline);
   REQUIRE(client.command("MAIL FROM:<nodata@example.org>", deadline).code == 250);
   REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
-  // The proxy answers 354 itself and gives Postfix DATA only with the whole
-  // message in hand, so Postfix's refusal of DATA answers the final dot.
+  // The proxy answers 354 itself and gives Postfix the message only with all
+  // of it in hand, so Postfix's refusal answers the final dot.
   REQUIRE(client.command("DATA", deadline).code == 354);
   client.send("Subject: refused by Postfix\r\n\r\nhi\r\n.\r\n");
   SmtpReply refused = client.readReply(deadline);
@@ -465,12 +487,25 @@ TEST_CASE("proxy: after Postfix refuses DATA, the next transaction starts clean"
   CHECK(mail.code == 250);
   REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
   REQUIRE(client.command("DATA", deadline).code == 354);
-  client.send("Subject: after a refused DATA\r\n\r\nhi\r\n.\r\n");
+  client.send("Subject: after a refused message\r\n\r\nhi\r\n.\r\n");
   CHECK_FALSE(queuedAs(client.readReply(deadline).raw).empty());
   CHECK(client.command("QUIT", deadline).code == 221);
 
   REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
   CHECK(gate.postfix().sink().messages()[0].sender == "sender@example.org");
+}
+
+}  // namespace
+
+TEST_CASE("proxy: after Postfix refuses the message (BDAT), the next transaction starts clean",
+          "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  checkBackendRefusalThenCleanTransaction(backendOptions());
+}
+
+TEST_CASE("proxy: after Postfix refuses DATA, the next transaction starts clean", "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  checkBackendRefusalThenCleanTransaction(backendWithoutChunking());
 }
 
 TEST_CASE("proxy: Postfix logs the original client address it got by XCLIENT", "[proxy]") {
@@ -759,11 +794,12 @@ constexpr SmugglingCase kSmugglingCases[] = {
 
 /// Sends each smuggling case in a session of its own, then a clean marker
 /// message, and checks what reached Postfix and its sink. `normalize`:
-/// the proxy's bare_newlines setting.
-void checkSmuggling(bool normalize) {
+/// the proxy's bare_newlines setting; `chunking`: whether Postfix offers
+/// CHUNKING (the proxy hands over by BDAT, else by DATA, dot-stuffed).
+void checkSmuggling(bool normalize, bool chunking = true) {
   SmtpgateOptions options;
   options.proxy = {{"bare_newlines", normalize ? "\"normalize\"" : "\"reject\""}};
-  ProxiedPostfix gate(options);
+  ProxiedPostfix gate(options, chunking ? backendOptions() : backendWithoutChunking());
   PostfixInstance& postfix = gate.postfix();
   std::size_t expectedMessages = 0;
   int index = 0;
@@ -815,7 +851,8 @@ void checkSmuggling(bool normalize) {
   for (const auto& line : sessions) {
     INFO(line);
     CHECK(commandCount(line, "mail") == 1);
-    CHECK(commandCount(line, "data") <= 1);
+    CHECK(commandCount(line, chunking ? "bdat" : "data") <= 1);
+    CHECK(commandCount(line, chunking ? "data" : "bdat") == 0);
   }
   REQUIRE(postfix.sink().waitForMessages(expectedMessages, deadline));
   REQUIRE(postfix.waitForLog(std::regex("from=<marker@example\\.org>"), deadline));
@@ -845,6 +882,13 @@ TEST_CASE("proxy: smuggling sequences never make a second message (bare newlines
           "[proxy][smuggling]") {
   SKIP_WITHOUT_POSTFIX();
   checkSmuggling(true);
+}
+
+TEST_CASE("proxy: smuggling sequences never make a second message (backend without CHUNKING)",
+          "[proxy][smuggling]") {
+  // The message goes by DATA, dot-stuffed again by the proxy.
+  SKIP_WITHOUT_POSTFIX();
+  checkSmuggling(true, false);
 }
 
 }  // namespace smtpgate::testing
