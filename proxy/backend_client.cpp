@@ -281,12 +281,8 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
   if (options_.xclient && xclientTakesAddress(offer)) {
     switch (co_await introduce(client, offer)) {
       case Introduction::Done:
-        // With the client's HELO name and protocol in XCLIENT, Postfix's
-        // session is where the client's own EHLO left it: an EHLO now would
-        // only repeat them, at one more round trip per session.
-        if (xclientCarriesGreeting(client, offer)) {
-          co_return true;
-        }
+        // EHLO for the client, whose answer also tells what this backend
+        // offers now (CHUNKING decides how the message goes).
         co_return (co_await ehlo(client.helo.value_or(options_.ehloName))).has_value();
       case Introduction::Failed:
         co_return false;

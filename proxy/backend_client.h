@@ -13,9 +13,6 @@
 ///   proxy's own EHLO; if the backend refuses it now, the offer has changed,
 ///   and open() falls back to EHLO first (XCLIENT may come at any time
 ///   outside a transaction, Postfix XCLIENT_README);
-/// - when XCLIENT carries the client's whole HELO name and its protocol,
-///   Postfix's smtpd takes both from it and the EHLO after it is skipped too:
-///   banner, XCLIENT, MAIL;
 /// - XCLIENT is used only if it takes ADDR; otherwise XFORWARD (logging
 ///   only), which goes out with MAIL in one write when the backend offers
 ///   PIPELINING (Postfix's own SMTP client pipelines it the same way).
@@ -83,8 +80,8 @@ class BackendClient {
   asio::awaitable<void> quit();
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
-  /// The extensions in this connection's last EHLO reply; nullopt if open()
-  /// needed no EHLO (XCLIENT carried the client's greeting).
+  /// The extensions in this connection's last EHLO reply (nullopt before
+  /// open() has seen one).
   [[nodiscard]] const std::optional<std::set<std::string>>& capabilities() const {
     return capabilities_;
   }

@@ -637,12 +637,12 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
     context_.metrics.backendError();
     co_return false;
   }
-  if (backend_->capabilities()) {
-    context_.setBackendCapabilities(backend_->capabilities());  // else the probe keeps them fresh
-  }
+  const auto& capabilities = backend_->capabilities();
+  context_.setBackendCapabilities(capabilities);
   // The message goes by BDAT where the backend takes it (Postfix does since
-  // 3.4): one round trip less than DATA per message.
-  const auto capabilities = context_.backendCapabilities();
+  // 3.4): one round trip less than DATA per message. Decided on this
+  // connection's own EHLO answer, never on an older one: a backend without
+  // BDAT would run the message's lines as commands.
   backendChunking_ = capabilities && capabilityParams(*capabilities, "CHUNKING").has_value();
   context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;

@@ -204,18 +204,4 @@ bool xclientTakesAddress(const std::set<std::string>& capabilities) {
   return names && names->count("ADDR") > 0;
 }
 
-bool xclientCarriesGreeting(const XclientFields& fields, const std::set<std::string>& capabilities,
-                            std::size_t maxLine) {
-  auto names = advertised(capabilities);
-  if (!names || !fields.helo || !fields.proto || names->count("HELO") == 0 ||
-      names->count("PROTO") == 0) {
-    return false;
-  }
-  // A name cut to fit (attributes() and xclientCommands()) is not the one the
-  // client said: then EHLO must say it.
-  std::size_t overhead = kXclient.size() + 1 + std::string_view("HELO=").size();
-  return fields.helo->size() <= limits::kXclientValueMax &&
-         overhead + xtextEncode(*fields.helo).size() <= maxLine;
-}
-
 }  // namespace smtpgate::proxy

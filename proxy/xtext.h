@@ -76,11 +76,4 @@ std::vector<std::string> xclientCommands(const XclientFields& fields,
 /// and HELO with the proxy's address), so the proxy uses XFORWARD instead.
 bool xclientTakesAddress(const std::set<std::string>& capabilities);
 
-/// Whether xclientCommands(fields, capabilities) hand over the client's HELO
-/// name whole and its protocol: then the backend knows all that an EHLO for
-/// the client would tell it (Postfix takes both from XCLIENT), and MAIL may
-/// follow XCLIENT's 220 at once.
-bool xclientCarriesGreeting(const XclientFields& fields, const std::set<std::string>& capabilities,
-                            std::size_t maxLine = limits::kXclientLineMax);
-
 }  // namespace smtpgate::proxy

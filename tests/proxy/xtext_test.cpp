@@ -141,31 +141,5 @@ TEST_CASE("xclientTakesAddress: XCLIENT hands over the client only with ADDR", "
   CHECK_FALSE(xclientTakesAddress({"PIPELINING", "XFORWARD NAME ADDR PROTO HELO"}));
 }
 
-TEST_CASE("xclientCarriesGreeting: only a whole HELO name and a protocol the backend takes",
-          "[proxy][xtext]") {
-  const auto postfix = caps("XCLIENT NAME ADDR PORT PROTO HELO REVERSE_NAME LOGIN");
-  CHECK(xclientCarriesGreeting(typical(), postfix));
-  CHECK_FALSE(xclientCarriesGreeting(typical(), caps("XCLIENT NAME ADDR PORT HELO")));
-  CHECK_FALSE(xclientCarriesGreeting(typical(), caps("XCLIENT NAME ADDR PORT PROTO")));
-  CHECK_FALSE(xclientCarriesGreeting(typical(), {"PIPELINING", "8BITMIME"}));
-
-  XclientFields noHelo = typical();
-  noHelo.helo.reset();  // the client skipped HELO: the backend must hear the proxy's EHLO
-  CHECK_FALSE(xclientCarriesGreeting(noHelo, postfix));
-  XclientFields noProto = typical();
-  noProto.proto.reset();
-  CHECK_FALSE(xclientCarriesGreeting(noProto, postfix));
-
-  // Names that xclientCommands would cut are said whole by EHLO instead.
-  XclientFields longest = typical();
-  longest.helo = std::string(255, 'h');
-  CHECK(xclientCarriesGreeting(longest, postfix));
-  longest.helo = std::string(256, 'h');
-  CHECK_FALSE(xclientCarriesGreeting(longest, postfix));
-  XclientFields encoded = typical();
-  encoded.helo = std::string(200, '=');  // 600 bytes once xtext-encoded
-  CHECK_FALSE(xclientCarriesGreeting(encoded, postfix));
-}
-
 }  // namespace
 }  // namespace smtpgate::proxy
