@@ -6,7 +6,8 @@
 /// the backend's. Without a successful probe of the backend yet, only the
 /// extensions the proxy implements itself are offered (safe: a client then
 /// sends 7-bit mail, which every backend takes). CHUNKING is never offered
-/// (BDAT is not implemented); STARTTLS only with a certificate configured.
+/// (BDAT from clients is not implemented; the proxy only sends BDAT to a
+/// backend that offers it); STARTTLS only with a certificate configured.
 
 #include <cstdint>
 #include <optional>
