@@ -10,6 +10,10 @@ namespace smtpgate::proxy {
 
 namespace {
 
+// A message is written this much at a time: a spilled 50 MB message is never
+// copied whole into memory again, and a small one goes out in one write.
+constexpr std::size_t kWriteWindow = 64 * 1024;
+
 // XFORWARD (Postfix XFORWARD_README) is the fallback when the backend does
 // not trust us with XCLIENT: it only changes what Postfix logs.
 std::string xforwardCommand(const XclientFields& client) {
@@ -147,16 +151,14 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
 
 asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view header,
                                                                         std::string_view message) {
-  // Stuffed and written a chunk at a time: a spilled 50 MB message is never
-  // copied whole into memory again, and a small one goes out in one write.
-  constexpr std::size_t kChunk = 64 * 1024;
+  // Stuffed and written a window at a time (kWriteWindow).
   DotStuffer stuffer;
   std::string out;
   stuffer.feed(header, out);
   bool ok = true;
-  for (std::size_t at = 0; ok && at < message.size(); at += kChunk) {
-    stuffer.feed(message.substr(at, kChunk), out);
-    if (out.size() >= kChunk) {
+  for (std::size_t at = 0; ok && at < message.size(); at += kWriteWindow) {
+    stuffer.feed(message.substr(at, kWriteWindow), out);
+    if (out.size() >= kWriteWindow) {
       ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
       out.clear();
     }
@@ -177,13 +179,12 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessageChunked(
   // and no end-of-data line can be forged; the message is already CRLF only.
   std::string out = "BDAT " + std::to_string(header.size() + message.size()) + " LAST\r\n";
   out += header;
-  constexpr std::size_t kChunk = 64 * 1024;
-  const std::size_t firstPart = std::min(message.size(), kChunk);
+  const std::size_t firstPart = std::min(message.size(), kWriteWindow);
   out += message.substr(0, firstPart);
   bool ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
-  for (std::size_t at = firstPart; ok && at < message.size(); at += kChunk) {
-    // A spilled message is written from its buffer a window at a time.
-    ok = (co_await writeAll(watchdog_, socket_, message.substr(at, kChunk), options_.dataTimeout))
+  for (std::size_t at = firstPart; ok && at < message.size(); at += kWriteWindow) {
+    ok = (co_await writeAll(watchdog_, socket_, message.substr(at, kWriteWindow),
+                            options_.dataTimeout))
              .ok();
   }
   if (!ok) {

@@ -85,6 +85,12 @@ class BackendClient {
   [[nodiscard]] const std::optional<std::set<std::string>>& capabilities() const {
     return capabilities_;
   }
+  /// Whether this connection's EHLO answer offered CHUNKING: then messages
+  /// go by sendMessageChunked(). Never judged on an older answer: a backend
+  /// without BDAT would run the message's lines as commands.
+  [[nodiscard]] bool chunking() const {
+    return capabilities_ && capabilityParams(*capabilities_, "CHUNKING").has_value();
+  }
   /// Whether the backend answered the proxy's own EHLO (open() without a
   /// usable offer, probe()), and the "XCLIENT ..." capability in that answer
   /// (empty if none). Postfix offers XCLIENT to the proxy only, never after

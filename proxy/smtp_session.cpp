@@ -517,8 +517,11 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
     head += cleaned.headers;
     rest = message.substr(cleaned.headerLength);
   }
+  // By BDAT where the backend takes it (Postfix since 3.4): one round trip
+  // less than DATA and its 354 per message.
+  const bool chunking = backend_->chunking();
   std::optional<BackendReply> done;
-  if (backendChunking_) {
+  if (chunking) {
     done = co_await backend_->sendMessageChunked(head, rest);
   } else {
     auto go = co_await backend_->command("DATA");
@@ -544,7 +547,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view me
   }
   relay(*done);
   if (done->code / 100 != 2) {
-    if (backendChunking_) {
+    if (chunking) {
       // A refused BDAT leaves ending the transaction to the client (RFC 3030
       // section 4.2), as a refused DATA does.
       co_await resetBackend();
@@ -637,13 +640,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
     context_.metrics.backendError();
     co_return false;
   }
-  const auto& capabilities = backend_->capabilities();
-  context_.setBackendCapabilities(capabilities);
-  // The message goes by BDAT where the backend takes it (Postfix does since
-  // 3.4): one round trip less than DATA per message. Decided on this
-  // connection's own EHLO answer, never on an older one: a backend without
-  // BDAT would run the message's lines as commands.
-  backendChunking_ = capabilities && capabilityParams(*capabilities, "CHUNKING").has_value();
+  context_.setBackendCapabilities(backend_->capabilities());
   context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;
 }

@@ -114,7 +114,6 @@ class SmtpSession {
   bool refusedAtConnect_ = false;  ///< 554 banner: only QUIT is served
   bool heloSeen_ = false;
   bool esmtp_ = false;
-  bool backendChunking_ = false;  ///< the backend offers CHUNKING: messages go by BDAT
   bool inTransaction_ = false;
   bool smtputf8_ = false;
   std::size_t rcpts_ = 0;

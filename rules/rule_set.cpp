@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "rules/compiled.h"
 #include "rules/condition.h"
@@ -506,15 +507,19 @@ void RuleSetBuilder::compile(RuleSet& set) {
     assignRegexGroups(*rule.condition, rule.stage, *compiled);
   }
   for (auto& g : compiled->groups) {
+    if (g.atomOf.size() == 1) {
+      // A lone pattern matches as a plain RE2 (compiled.h): its set would
+      // never run, so it is not compiled and not kept.
+      auto single = std::make_unique<RE2>(std::exchange(g.firstPattern, {}), regexOptions());
+      if (single->ok()) {
+        g.single = std::move(single);
+        g.set.reset();
+        continue;
+      }
+    }
     if (!g.set->Compile()) {
       diags_.error({}, "cannot compile the regexes on " + g.field.display() + " at stage " +
                            std::string(toString(g.stage)) + " (out of memory?)");
-    }
-    if (g.atomOf.size() == 1) {
-      auto single = std::make_unique<RE2>(g.firstPattern, regexOptions());
-      if (single->ok()) {
-        g.single = std::move(single);
-      }
     }
   }
   set.compiled_ = std::move(compiled);
