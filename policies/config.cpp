@@ -508,6 +508,8 @@ constexpr CountKey<std::size_t> kMaxConnectionsPerIp{
 // proxy's own cap on any line (limits::kDataLineMax).
 constexpr CountKey<std::size_t> kMaxLineLength{"proxy.max_line_length", &ProxyConfig::maxLineLength,
                                                512, 1 << 20};
+constexpr CountKey<std::size_t> kBackendIdleConnections{
+    "proxy.backend_idle_connections", &ProxyConfig::backendIdleConnections, 0, 100000};
 constexpr CountKey<unsigned> kThreads{"proxy.threads", &ProxyConfig::threads, 0, 1024};
 
 constexpr DurationKey kCommandTimeout{"proxy.command_timeout", &ProxyConfig::commandTimeout};
@@ -517,6 +519,8 @@ constexpr DurationKey kShutdownGrace{"proxy.shutdown_grace", &ProxyConfig::shutd
 constexpr DurationKey kBackendConnectTimeout{"proxy.backend_connect_timeout",
                                              &ProxyConfig::backendConnectTimeout};
 constexpr DurationKey kBackendTimeout{"proxy.backend_timeout", &ProxyConfig::backendTimeout};
+constexpr DurationKey kBackendIdleTime{"proxy.backend_idle_time", &ProxyConfig::backendIdleTime};
+constexpr DurationKey kBackendReuseTime{"proxy.backend_reuse_time", &ProxyConfig::backendReuseTime};
 constexpr DurationKey kTlsHandshakeTimeout{"proxy.tls_handshake_timeout",
                                            &ProxyConfig::tlsHandshakeTimeout};
 
@@ -792,6 +796,9 @@ constexpr KeySpec kProxyKeys[] = {
     {"shutdown_grace", applyDurationKey<kShutdownGrace>},
     {"backend_connect_timeout", applyDurationKey<kBackendConnectTimeout>},
     {"backend_timeout", applyDurationKey<kBackendTimeout>},
+    {"backend_idle_connections", applyCount<kBackendIdleConnections>},
+    {"backend_idle_time", applyDurationKey<kBackendIdleTime>},
+    {"backend_reuse_time", applyDurationKey<kBackendReuseTime>},
     {"threads", applyCount<kThreads>},
     {"proxy_protocol", applyProxyProxyProtocol},
     {"trusted_proxies", applyProxyTrustedProxies},

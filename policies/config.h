@@ -87,6 +87,13 @@ struct ProxyConfig {
   std::chrono::milliseconds backendConnectTimeout = std::chrono::seconds(30);
   /// Each backend reply but the one after the message [smtp_mail_timeout = 300s, ...].
   std::chrono::milliseconds backendTimeout = std::chrono::seconds(300);
+  /// Backend connections kept open between client sessions for reuse; 0:
+  /// none [the SMTP client's connection cache; smtpd processes it holds].
+  std::size_t backendIdleConnections = 10;
+  /// How long a kept connection waits for a session [smtp_connection_cache_time_limit = 2s].
+  std::chrono::milliseconds backendIdleTime = std::chrono::seconds(2);
+  /// Age after which a connection is no longer kept [smtp_connection_reuse_time_limit = 300s].
+  std::chrono::milliseconds backendReuseTime = std::chrono::seconds(300);
   /// After STARTTLS [smtpd_starttls_timeout = 300s; 10s under stress].
   std::chrono::milliseconds tlsHandshakeTimeout = std::chrono::seconds(10);
   /// Read a PROXY protocol header first on every listener, from peers in

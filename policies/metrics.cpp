@@ -97,6 +97,13 @@ std::string Metrics::render(std::string_view version) const {
   family(out, "backend_errors_total", "counter",
          "Backend connections or commands that failed (client got 4xx).");
   out += fmt::format("smtpgate_backend_errors_total {}\n", backendErrors_.load());
+  family(out, "backend_sessions_total", "counter",
+         "Client sessions handed to the backend, by connection: new, or kept from an earlier "
+         "session.");
+  out +=
+      fmt::format("smtpgate_backend_sessions_total{{connection=\"new\"}} {}\n", backendNew_.load());
+  out += fmt::format("smtpgate_backend_sessions_total{{connection=\"reused\"}} {}\n",
+                     backendReused_.load());
   family(out, "decision_log_errors_total", "counter",
          "Decision log lines that could not be written.");
   out += fmt::format("smtpgate_decision_log_errors_total {}\n", logErrors_.load());

@@ -8,6 +8,7 @@
 ///   sessions_open (gauge), sessions_total, messages_delivered_total,
 ///   messages_possible_duplicates_total,
 ///   verdicts_total{frontend,action,stage,rule}, backend_errors_total,
+///   backend_sessions_total{connection="new"|"reused"},
 ///   decision_log_errors_total, dns_query_seconds (histogram),
 ///   dns_stages_total{ran="inline"|"pool"}, dkim_keys_total{from="cache"|"openssl"},
 ///   rules_reloads_total{result="ok"|"failed"}, rules_loaded_info{ruleset},
@@ -42,6 +43,11 @@ class Metrics {
   /// The backend took a message but its reply was lost: it may be sent twice.
   void possibleDuplicate() { possibleDuplicates_.fetch_add(1, std::memory_order_relaxed); }
   void backendError() { backendErrors_.fetch_add(1, std::memory_order_relaxed); }
+  /// A client session got its backend connection: a new one, or one kept
+  /// from an earlier session (proxy::BackendPool).
+  void backendSession(bool reused) {
+    (reused ? backendReused_ : backendNew_).fetch_add(1, std::memory_order_relaxed);
+  }
   void logError() { logErrors_.fetch_add(1, std::memory_order_relaxed); }
   /// A logged decision: counted by its frontend, action, stage and rule.
   void countDecision(const DecisionRecord& record);
@@ -68,6 +74,8 @@ class Metrics {
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> possibleDuplicates_{0};
   std::atomic<std::uint64_t> backendErrors_{0};
+  std::atomic<std::uint64_t> backendNew_{0};
+  std::atomic<std::uint64_t> backendReused_{0};
   std::atomic<std::uint64_t> logErrors_{0};
   std::atomic<std::uint64_t> reloadsOk_{0};
   std::atomic<std::uint64_t> reloadFailures_{0};

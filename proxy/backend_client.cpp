@@ -1,7 +1,10 @@
 #include "proxy/backend_client.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <boost/asio/connect.hpp>
+#include <cerrno>
 #include <utility>
 
 #include "proxy/dot_stuffer.h"
@@ -52,7 +55,6 @@ void BackendClient::close() {
   socket_.close(ignored);
   inbuf_.clear();
   parser_.reset();
-  xforwardAhead_.clear();
 }
 
 asio::awaitable<std::vector<tcp::endpoint>> BackendClient::endpoints() {
@@ -81,6 +83,9 @@ asio::awaitable<std::vector<tcp::endpoint>> BackendClient::endpoints() {
 
 asio::awaitable<bool> BackendClient::connect() {
   capabilities_.reset();
+  byXclient_ = false;
+  xforward_.clear();
+  openedAt_ = std::chrono::steady_clock::now();
   const std::vector<tcp::endpoint> candidates = co_await endpoints();
   if (candidates.empty()) {
     co_return false;  // endpoints() said why
@@ -125,28 +130,56 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration l
   }
 }
 
-asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_view line) {
+asio::awaitable<bool> BackendClient::write(std::string_view bytes) {
   if (!connected()) {
-    co_return fail("backend not connected");
+    fail("backend not connected");
+    co_return false;
   }
-  std::string out = std::exchange(xforwardAhead_, {});
-  const bool xforwardSent = !out.empty();
-  out += line;
-  out += "\r\n";
-  IoResult io = co_await writeAll(watchdog_, socket_, out, options_.commandTimeout);
+  IoResult io = co_await writeAll(watchdog_, socket_, bytes, options_.commandTimeout);
   if (!io.ok()) {
-    co_return fail("backend write: " + io.error.message());
+    fail("backend write: " + io.error.message());
+    co_return false;
   }
-  if (xforwardSent) {
-    auto forwarded = co_await readReply(options_.commandTimeout);
-    if (!forwarded) {
-      co_return std::nullopt;
-    }
-    if (forwarded->code != 250) {
-      co_return fail("backend refused XFORWARD: " + forwarded->render());
-    }
+  co_return true;
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_view line) {
+  std::string out(line);
+  out += "\r\n";
+  if (!co_await write(out)) {
+    co_return std::nullopt;
   }
   co_return co_await readReply(options_.commandTimeout);
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::mail(std::string_view line) {
+  if (xforward_.empty()) {
+    co_return co_await command(line);
+  }
+  // XFORWARD need not end a command group (Postfix's own SMTP client
+  // pipelines it with MAIL): with PIPELINING both go out in one write.
+  const bool pipelined = capabilities_ && capabilityParams(*capabilities_, "PIPELINING");
+  std::string out = xforward_ + "\r\n";
+  if (pipelined) {
+    out += line;
+    out += "\r\n";
+  }
+  if (!co_await write(out)) {
+    co_return std::nullopt;
+  }
+  auto forwarded = co_await readReply(options_.commandTimeout);
+  if (!forwarded) {
+    co_return std::nullopt;
+  }
+  if (forwarded->code != 250) {
+    co_return fail("backend refused XFORWARD: " + forwarded->render());
+  }
+  // (Not a conditional expression: g++ 12 destroys a co_await's class-type
+  // result in one too early.)
+  if (pipelined) {
+    co_return co_await readReply(options_.commandTimeout);
+  }
+  co_return co_await command(line);
 }
 
 asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::string_view header,
@@ -231,38 +264,48 @@ asio::awaitable<BackendClient::Introduction> BackendClient::introduce(
   co_return Introduction::Done;
 }
 
-// The proxy's own EHLO, then XCLIENT when it takes the client's address, else
-// XFORWARD, else nothing: then Postfix sees the proxy as the client, which is
+asio::awaitable<BackendClient::Introduction> BackendClient::handOver(
+    const XclientFields& client, const std::set<std::string>& offer) {
+  const Introduction introduced = co_await introduce(client, offer);
+  if (introduced != Introduction::Done) {
+    co_return introduced;
+  }
+  // EHLO for the client, whose answer also tells what this backend offers
+  // now (CHUNKING decides how the message goes).
+  auto greeted = co_await ehlo(client.helo.value_or(options_.ehloName));
+  if (!greeted) {
+    co_return Introduction::Failed;
+  }
+  byXclient_ = true;
+  co_return Introduction::Done;
+}
+
+asio::awaitable<bool> BackendClient::handOverOrClose(const XclientFields& client,
+                                                     const std::set<std::string>& offer) {
+  const Introduction introduced = co_await handOver(client, offer);
+  if (introduced == Introduction::Refused) {
+    fail(lastError_);
+  }
+  co_return introduced == Introduction::Done;
+}
+
+// Without XCLIENT or XFORWARD Postfix sees the proxy as the client, which is
 // why the xclient setting matters.
-asio::awaitable<std::optional<BackendReply>> BackendClient::introduceAfterEhlo(
-    const XclientFields& client) {
-  auto first = co_await ownEhlo();
-  if (!first || !options_.xclient) {
-    co_return first;
+asio::awaitable<bool> BackendClient::introduceAfterEhlo(const XclientFields& client) {
+  auto greeted = co_await ownEhlo();
+  if (!greeted) {
+    co_return false;
+  }
+  if (!options_.xclient) {
+    co_return true;
   }
   if (xclientTakesAddress(*capabilities_)) {
-    switch (co_await introduce(client, *capabilities_)) {
-      case Introduction::Done:
-        co_return co_await ehlo(client.helo.value_or(options_.ehloName));
-      case Introduction::Refused:
-        co_return fail(lastError_);
-      case Introduction::Failed:
-        co_return std::nullopt;
-    }
+    co_return co_await handOverOrClose(client, *capabilities_);
   }
   if (capabilityParams(*capabilities_, "XFORWARD")) {
-    if (capabilityParams(*capabilities_, "PIPELINING")) {
-      // XFORWARD need not end a command group (Postfix's own SMTP client
-      // pipelines it with MAIL): it goes out with the session's MAIL.
-      xforwardAhead_ = xforwardCommand(client) + "\r\n";
-      co_return first;
-    }
-    auto reply = co_await command(xforwardCommand(client));
-    if (!reply || reply->code != 250) {
-      co_return reply ? fail("backend refused XFORWARD: " + reply->render()) : std::nullopt;
-    }
+    xforward_ = xforwardCommand(client);
   }
-  co_return first;
+  co_return true;
 }
 
 asio::awaitable<bool> BackendClient::open(const XclientFields& client,
@@ -280,18 +323,42 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
   }
   const std::set<std::string> offer{xclientOffer.value_or(std::string())};
   if (options_.xclient && xclientTakesAddress(offer)) {
-    switch (co_await introduce(client, offer)) {
-      case Introduction::Done:
-        // EHLO for the client, whose answer also tells what this backend
-        // offers now (CHUNKING decides how the message goes).
-        co_return (co_await ehlo(client.helo.value_or(options_.ehloName))).has_value();
-      case Introduction::Failed:
-        co_return false;
-      case Introduction::Refused:
-        break;  // the backend's offer changed since it was seen: learn it again
+    const Introduction introduced = co_await handOver(client, offer);
+    if (introduced != Introduction::Refused) {
+      co_return introduced == Introduction::Done;
     }
+    // Refused: the backend's offer changed since it was seen; learn it again.
   }
-  co_return (co_await introduceAfterEhlo(client)).has_value();
+  co_return co_await introduceAfterEhlo(client);
+}
+
+asio::awaitable<bool> BackendClient::reintroduce(const XclientFields& client) {
+  if (!reusable()) {
+    co_return false;
+  }
+  if (byXclient_) {
+    // Only if this connection's last EHLO answer offers XCLIENT again
+    // (reusable()); Postfix's does not.
+    byXclient_ = false;  // until handOver() succeeds
+    co_return co_await handOverOrClose(client, *capabilities_);
+  }
+  if (!xforward_.empty()) {
+    xforward_ = xforwardCommand(client);
+  }
+  co_return true;
+}
+
+bool BackendClient::reusable() const {
+  return connected() && (!byXclient_ || (capabilities_ && xclientTakesAddress(*capabilities_)));
+}
+
+bool BackendClient::quiet() {
+  if (!connected() || !inbuf_.empty()) {
+    return false;
+  }
+  char byte = 0;
+  const ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {

@@ -1,29 +1,34 @@
 #pragma once
 /// BackendClient — the proxy's SMTP client to the backend MTA (Postfix).
 ///
-/// One per client session, connected lazily at the session's first MAIL (a
-/// session refused earlier never costs a backend connection). `open()`
-/// connects, reads the banner, says EHLO, hands over the real client with
-/// XCLIENT (or XFORWARD) and says EHLO again with the client's HELO name, so
-/// Postfix logs and applies its restrictions to the real client; the proxy
-/// needs no place in the backend's mynetworks. Round trips are saved where
-/// the protocol allows it:
-/// - when the backend's XCLIENT offer is known already (the start-up probe,
+/// Connected lazily at a client session's first MAIL (a session refused
+/// earlier never costs a backend connection), and kept between sessions by
+/// BackendPool. `open()` connects, reads the banner and hands over the real
+/// client, so Postfix logs and applies its restrictions to the real client;
+/// the proxy needs no place in the backend's mynetworks:
+/// - XCLIENT (only if it takes ADDR), then EHLO with the client's HELO name.
+///   When the backend's XCLIENT offer is known already (the start-up probe,
 ///   an earlier session), XCLIENT follows the banner at once, without the
 ///   proxy's own EHLO; if the backend refuses it now, the offer has changed,
 ///   and open() falls back to EHLO first (XCLIENT may come at any time
-///   outside a transaction, Postfix XCLIENT_README);
-/// - XCLIENT is used only if it takes ADDR; otherwise XFORWARD (logging
-///   only), which goes out with MAIL in one write when the backend offers
-///   PIPELINING (Postfix's own SMTP client pipelines it the same way).
-/// Afterwards `command()` sends one line and returns the backend's reply,
-/// parsed strictly (a malformed reply is a failure, never relayed).
+///   outside a transaction, Postfix XCLIENT_README).
+/// - Otherwise XFORWARD (logging only), before every MAIL: Postfix forgets
+///   XFORWARD attributes at the end of each transaction. It goes out with
+///   MAIL in one write when the backend offers PIPELINING (Postfix's own
+///   SMTP client pipelines it the same way).
+/// `reintroduce()` hands the next session's client over on a kept
+/// connection the same way, without connect, banner or QUIT.
+/// Afterwards `command()` and `mail()` send one line and return the backend's
+/// reply, parsed strictly (a malformed reply is a failure, never relayed).
 /// `sendMessage()` writes an already dot-stuffed message and returns the
 /// final reply.
 ///
 /// Every operation has a deadline; any failure (refused connection, timeout,
-/// bad reply, EOF) leaves the client closed and is reported as nullopt with
-/// `lastError()` saying what happened. Runs on the session's executor (one thread).
+/// bad reply, EOF, cancellation) leaves the client closed and is reported as
+/// nullopt with `lastError()` saying what happened. So a connection still
+/// open between operations is at a command boundary, with no reply pending:
+/// what makes it safe to keep for another session. Runs on the session's
+/// executor (one thread).
 ///
 /// SECURITY: backend replies are untrusted bytes too: bounded by
 /// ReplyParser's limits; lines we send never contain CR or LF except as the
@@ -64,8 +69,17 @@ class BackendClient {
   /// Connects, says EHLO, returns the capabilities and says QUIT.
   asio::awaitable<std::optional<std::set<std::string>>> probe();
 
+  /// For a connection kept from an earlier session (see reusable()): hands
+  /// `client` over instead of the one before, by XCLIENT and EHLO again
+  /// (Postfix restarts the session), or by the XFORWARD the next MAIL
+  /// carries. False (connection closed) if the backend refuses.
+  asio::awaitable<bool> reintroduce(const XclientFields& client);
+
   /// Sends one command line (without CRLF) and reads the reply.
   asio::awaitable<std::optional<BackendReply>> command(std::string_view line);
+  /// MAIL (`line`, without CRLF) and its reply, after XFORWARD where the
+  /// client is handed over that way (a refused XFORWARD is a failure).
+  asio::awaitable<std::optional<BackendReply>> mail(std::string_view line);
   /// After the backend's 354: writes `header` (lines the proxy adds, CRLF
   /// ended) and `message`, dot-stuffed and terminated, and reads the final reply.
   asio::awaitable<std::optional<BackendReply>> sendMessage(std::string_view header,
@@ -80,6 +94,16 @@ class BackendClient {
   asio::awaitable<void> quit();
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
+  /// Whether this connection can serve another client: open, and handing
+  /// over by XCLIENT only while its last EHLO answer still offers it.
+  /// Postfix does not: it refuses XCLIENT after XCLIENT (its access check
+  /// then applies to the client named), so with Postfix only connections
+  /// that hand over by XFORWARD, or not at all, are kept.
+  [[nodiscard]] bool reusable() const;
+  /// Whether the backend has said nothing since its last reply (an idle
+  /// connection it closed, or timed out with 421, has): one non-blocking peek.
+  [[nodiscard]] bool quiet();
+  [[nodiscard]] std::chrono::steady_clock::time_point openedAt() const { return openedAt_; }
   /// The extensions in this connection's last EHLO reply (nullopt before
   /// open() has seen one).
   [[nodiscard]] const std::optional<std::set<std::string>>& capabilities() const {
@@ -105,6 +129,8 @@ class BackendClient {
   asio::awaitable<std::vector<tcp::endpoint>> endpoints();
   asio::awaitable<bool> connect();
   asio::awaitable<std::optional<BackendReply>> readReply(Duration limit);
+  /// Writes `bytes` within the command timeout; false (closed) on failure.
+  asio::awaitable<bool> write(std::string_view bytes);
   asio::awaitable<std::optional<BackendReply>> ehlo(std::string_view name);
   /// EHLO with our own name (not the one said for the real client after
   /// XCLIENT); remembers the XCLIENT offer in it.
@@ -114,7 +140,15 @@ class BackendClient {
   /// kept, refusal in lastError()) on the first reply that is not 2xx.
   asio::awaitable<Introduction> introduce(const XclientFields& client,
                                           const std::set<std::string>& offer);
-  asio::awaitable<std::optional<BackendReply>> introduceAfterEhlo(const XclientFields& client);
+  /// The proxy's own EHLO, then XCLIENT when it takes the client's address,
+  /// else XFORWARD for every transaction, else nothing.
+  asio::awaitable<bool> introduceAfterEhlo(const XclientFields& client);
+  /// XCLIENT for `client` (by `offer`), then EHLO with the client's name.
+  asio::awaitable<Introduction> handOver(const XclientFields& client,
+                                         const std::set<std::string>& offer);
+  /// handOver(), closing the connection if the backend refuses XCLIENT.
+  asio::awaitable<bool> handOverOrClose(const XclientFields& client,
+                                        const std::set<std::string>& offer);
   std::optional<BackendReply> fail(std::string what);
 
   BackendOptions options_;
@@ -124,7 +158,11 @@ class BackendClient {
   std::string inbuf_;
   std::optional<std::set<std::string>> capabilities_;
   std::optional<std::string> xclientOffer_;
-  std::string xforwardAhead_;  ///< XFORWARD line to pipeline with the next command
+  /// How the client was handed over: by XCLIENT, or (when xforward_ is not
+  /// empty) by XFORWARD before each MAIL, or not at all.
+  bool byXclient_ = false;
+  std::string xforward_;  ///< the XFORWARD command for every transaction
+  std::chrono::steady_clock::time_point openedAt_;
   std::string lastError_;
 };
 

@@ -55,6 +55,7 @@ ProxySettings settingsFrom(const policies::Config& config) {
   // message keeps BackendOptions::dataTimeout (smtp_data_done_timeout = 600s).
   s.backend.connectTimeout = p.backendConnectTimeout;
   s.backend.commandTimeout = p.backendTimeout;
+  s.backendReuse = {p.backendIdleConnections, p.backendIdleTime, p.backendReuseTime};
   s.threads = p.threads;
   if (!config.metrics.listen.empty()) {
     std::string error;

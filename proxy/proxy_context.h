@@ -24,6 +24,7 @@
 #include "policies/metrics.h"
 #include "policies/policy.h"
 #include "proxy/backend_client.h"
+#include "proxy/backend_pool.h"
 #include "proxy/data_framer.h"
 #include "proxy/limits.h"
 #include "rules/rule_set.h"
@@ -34,6 +35,9 @@ struct ProxySettings {
   std::string hostname;  ///< in the banner and EHLO reply
   std::vector<policies::HostPort> listen;
   BackendOptions backend;
+  /// Backend connections kept between sessions; maxIdle counts for the whole
+  /// server (the Server splits it between its I/O threads).
+  BackendPoolLimits backendReuse = {10, std::chrono::seconds(2), std::chrono::seconds(300)};
   std::uint64_t maxMessageSize = limits::kMessageSizeMax;
   std::size_t maxRecipients = limits::kRecipientsMax;
   /// Errors (unknown commands, bad syntax, refused commands) before "421 4.7.0

@@ -55,6 +55,18 @@ tcp::socket moveToContext(tcp::socket socket, asio::io_context& context) {
   return moved;
 }
 
+/// One pool per context; `limits.maxIdle` is split between them.
+std::vector<std::unique_ptr<BackendPool>> makePools(
+    const std::vector<std::unique_ptr<asio::io_context>>& contexts, BackendPoolLimits limits) {
+  const std::size_t count = contexts.size();
+  limits.maxIdle = (limits.maxIdle + count - 1) / count;
+  std::vector<std::unique_ptr<BackendPool>> out;
+  for (const auto& context : contexts) {
+    out.push_back(std::make_unique<BackendPool>(context->get_executor(), limits));
+  }
+  return out;
+}
+
 std::string describe(const tcp::endpoint& e) {
   return e.address().is_v6() ? "[" + e.address().to_string() + "]:" + std::to_string(e.port())
                              : e.address().to_string() + ":" + std::to_string(e.port());
@@ -70,6 +82,7 @@ struct Server::Impl {
         ios(makeContexts(threadCount)),
         io(*ios.front()),
         context(std::move(settings), std::move(rules), log),
+        pools(makePools(ios, context.settings().backendReuse)),
         logFile(log),
         reloadRules(std::move(reload)),
         signals(io, SIGTERM, SIGINT, SIGHUP) {
@@ -112,6 +125,9 @@ struct Server::Impl {
   /// endpoint and the backend probe.
   asio::io_context& io;
   ProxyContext context;
+  /// Kept backend connections, one pool per context of `ios`; destroyed
+  /// before them (their sockets and timers belong to those contexts).
+  std::vector<std::unique_ptr<BackendPool>> pools;
   policies::DecisionLog* logFile;
   ReloadFunction reloadRules;
   asio::signal_set signals;
@@ -121,7 +137,7 @@ struct Server::Impl {
 };
 
 void Server::Impl::spawnSession(tcp::socket socket, std::size_t contextIndex) {
-  auto session = std::make_shared<SmtpSession>(std::move(socket), context);
+  auto session = std::make_shared<SmtpSession>(std::move(socket), context, *pools[contextIndex]);
   std::atomic<int>& open = openSessions[contextIndex];
   open.fetch_add(1, std::memory_order_relaxed);
   struct Release {

@@ -66,7 +66,7 @@ std::optional<Verdict> runFromCache(StageFunction& run) {
 
 }  // namespace
 
-SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
+SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends)
     : socket_(std::move(socket)),
       watchdog_(socket_.get_executor(),
                 [this] {
@@ -75,6 +75,7 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context)
                 }),
       context_(context),
       settings_(context.settings()),
+      backends_(backends),
       policy_(context.rules(), policies::newSessionId(), context.settings().policy),
       lines_(context.settings().maxLineLength) {
   boost::system::error_code ec;
@@ -119,8 +120,20 @@ asio::awaitable<void> SmtpSession::run() {
   // The client is gone: its connection slot is free now, not after the
   // backend's QUIT round trip (a client reconnecting at once must not hear 421).
   releaseAdmission();
-  if (backend_) {
-    co_await backend_->quit();
+  co_await releaseBackend(failed);
+}
+
+asio::awaitable<void> SmtpSession::releaseBackend(bool failed) {
+  if (!backend_) {
+    co_return;
+  }
+  if (failed) {
+    co_await backend_->quit();  // where it stands is not known
+    co_return;
+  }
+  co_await resetBackend();  // the client left inside a transaction
+  if (backend_->connected()) {
+    co_await backends_.park(std::move(backend_));
   }
 }
 
@@ -405,7 +418,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
     policy_.onReset();
     co_return error("451 4.4.1 Error: the mail server is unavailable, try again later");
   }
-  auto answer = co_await backend_->command(line);
+  auto answer = co_await backend_->mail(line);
   if (!answer) {
     policy_.onReset();
     context_.metrics.backendError();
@@ -624,22 +637,37 @@ std::string SmtpSession::traceHeader() const {
          tlsInfo_.cipher + ") id " + policy_.session().id + "\r\n";
 }
 
-asio::awaitable<bool> SmtpSession::ensureBackend() {
-  if (backend_ && backend_->connected()) {
-    co_return true;
-  }
-  backend_ = std::make_unique<BackendClient>(socket_.get_executor(), settings_.backend);
+XclientFields SmtpSession::clientFields() const {
   XclientFields client;
   client.addr = clientIp_;
   client.port = clientPort_;
   client.helo = policy_.session().helo;
   client.proto = esmtp_ ? SmtpProtocol::Esmtp : SmtpProtocol::Smtp;
+  return client;
+}
+
+asio::awaitable<bool> SmtpSession::ensureBackend() {
+  if (backend_ && backend_->connected()) {
+    co_return true;
+  }
+  const XclientFields client = clientFields();
+  std::unique_ptr<BackendClient> kept = backends_.take();
+  if (kept) {
+    if (co_await kept->reintroduce(client)) {
+      backend_ = std::move(kept);
+      context_.metrics.backendSession(true);
+      co_return true;
+    }
+    // Refused or lost on the way: a fresh connection below.
+  }
+  backend_ = std::make_unique<BackendClient>(socket_.get_executor(), settings_.backend);
   if (!co_await backend_->open(client, context_.backendXclientOffer())) {
     fmt::print(stderr, "smtpgate: session {}: backend: {}\n", policy_.session().id,
                backend_->lastError());
     context_.metrics.backendError();
     co_return false;
   }
+  context_.metrics.backendSession(false);
   context_.setBackendCapabilities(backend_->capabilities());
   context_.setBackendXclientOffer(backend_->xclientOffer());
   co_return true;

@@ -31,6 +31,7 @@
 
 #include "policies/policy.h"
 #include "proxy/backend_client.h"
+#include "proxy/backend_pool.h"
 #include "proxy/command_parser.h"
 #include "proxy/line_reader.h"
 #include "proxy/proxy_context.h"
@@ -39,7 +40,8 @@ namespace smtpgate::proxy {
 
 class SmtpSession {
  public:
-  SmtpSession(tcp::socket socket, ProxyContext& context);
+  /// `backends`: the pool of the io_context `socket` belongs to.
+  SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends);
   ~SmtpSession();
   SmtpSession(const SmtpSession&) = delete;
   SmtpSession& operator=(const SmtpSession&) = delete;
@@ -71,6 +73,11 @@ class SmtpSession {
   std::string traceHeader() const;
   asio::awaitable<Next> relayMessage(std::string_view message);
   asio::awaitable<bool> ensureBackend();
+  /// The real client, as XCLIENT or XFORWARD hand it to the backend.
+  XclientFields clientFields() const;
+  /// At the session's end: the backend connection goes back to the pool
+  /// (reset first if a transaction is open), or QUIT after a failure.
+  asio::awaitable<void> releaseBackend(bool failed);
   asio::awaitable<void> resetBackend();
   asio::awaitable<void> resetTransaction();
 
@@ -99,7 +106,8 @@ class SmtpSession {
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   policies::TlsInfo tlsInfo_;
   ProxyContext& context_;
-  ProxySettings settings_;
+  const ProxySettings& settings_;  ///< the context's: fixed while the server runs
+  BackendPool& backends_;
   std::string clientIp_;
   std::uint16_t clientPort_ = 0;
   std::uint16_t localPort_ = 0;

@@ -159,7 +159,8 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
        "max_message_size, tls_certificate, tls_key, max_recipients, max_errors, "
        "command_timeout, data_timeout, session_lifetime, max_connections, "
        "max_connections_per_ip, max_line_length, bare_newlines, shutdown_grace, "
-       "backend_connect_timeout, backend_timeout, threads, proxy_protocol, trusted_proxies, "
+       "backend_connect_timeout, backend_timeout, backend_idle_connections, "
+       "backend_idle_time, backend_reuse_time, threads, proxy_protocol, trusted_proxies, "
        "tls_handshake_timeout"},
       {"[prxy]\n", 1, 2, "unknown section [prxy]; known sections: proxy, milter, dns, rules"},
       {"listen = \"127.0.0.1:25\"\n", 1, 1, "unknown key 'listen' outside any section"},
@@ -247,6 +248,9 @@ TEST_CASE("config: proxy limits and timeouts default to Postfix-like values", "[
   CHECK_FALSE(p.proxyProtocol);
   CHECK(p.trustedProxies.empty());
   CHECK(p.tlsHandshakeTimeout == 10s);
+  CHECK(p.backendIdleConnections == 10);
+  CHECK(p.backendIdleTime == 2s);
+  CHECK(p.backendReuseTime == 300s);
   // The embedded default leaves them all out, so it gets the same values.
   auto embedded = parseConfig(embeddedDefaultConfig(), std::string(kEmbeddedConfigName), diags);
   REQUIRE(embedded);
@@ -272,6 +276,9 @@ threads = 4
 proxy_protocol = true
 trusted_proxies = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]
 tls_handshake_timeout = "30s"
+backend_idle_connections = 0
+backend_idle_time = "500ms"
+backend_reuse_time = "1h"
 )";
   rules::Diagnostics diags;
   auto cfg = parseConfig(text, "/etc/smtpgate/smtpgate.toml", diags);
@@ -296,6 +303,9 @@ tls_handshake_timeout = "30s"
   CHECK(p.trustedProxies ==
         std::vector<std::string>{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"});
   CHECK(p.tlsHandshakeTimeout == 30s);
+  CHECK(p.backendIdleConnections == 0);
+  CHECK(p.backendIdleTime == 500ms);
+  CHECK(p.backendReuseTime == 1h);
 
   // The upper ends of the ranges, and a single string as a one-element list.
   auto top = parseConfig(
@@ -343,6 +353,11 @@ TEST_CASE("config: bad proxy limits and timeouts are reported at file:line:col",
       {"[proxy]\nbackend_connect_timeout = \"2d\"\n", 2, 27,
        "proxy.backend_connect_timeout: \"2d\" is too long"},
       {"[proxy]\nbackend_timeout = \"5min\"\n", 2, 19, "proxy.backend_timeout: bad duration"},
+      {"[proxy]\nbackend_idle_connections = -1\n", 2, 28,
+       "proxy.backend_idle_connections: -1 is out of range; use a whole number from 0 to 100000"},
+      {"[proxy]\nbackend_idle_time = \"0s\"\n", 2, 21, "proxy.backend_idle_time: bad duration"},
+      {"[proxy]\nbackend_reuse_time = 300\n", 2, 22,
+       "proxy.backend_reuse_time: expected a duration string"},
       {"[proxy]\ntls_handshake_timeout = true\n", 2, 25,
        "proxy.tls_handshake_timeout: expected a duration string"},
       {"[proxy]\nbare_newlines = \"accept\"\n", 2, 17,

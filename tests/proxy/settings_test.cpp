@@ -43,6 +43,9 @@ TEST_CASE("settingsFrom: config defaults equal ProxySettings defaults", "[proxy]
   CHECK(fromConfig.proxyProtocol == defaults.proxyProtocol);
   CHECK(fromConfig.trustedProxies == defaults.trustedProxies);
   CHECK(fromConfig.tlsHandshakeTimeout == defaults.tlsHandshakeTimeout);
+  CHECK(fromConfig.backendReuse.maxIdle == defaults.backendReuse.maxIdle);
+  CHECK(fromConfig.backendReuse.idleTime == defaults.backendReuse.idleTime);
+  CHECK(fromConfig.backendReuse.maxAge == defaults.backendReuse.maxAge);
 }
 
 TEST_CASE("settingsFrom: copies every limit and timeout", "[proxy][settings]") {
@@ -63,6 +66,9 @@ threads = 2
 proxy_protocol = true
 trusted_proxies = ["192.0.2.0/24", "2001:db8::1"]
 tls_handshake_timeout = "8s"
+backend_idle_connections = 0
+backend_idle_time = "9s"
+backend_reuse_time = "10s"
 )"));
   CHECK(s.maxRecipients == 7);
   CHECK(s.maxErrors == 3);
@@ -81,6 +87,9 @@ tls_handshake_timeout = "8s"
   CHECK(s.proxyProtocol);
   CHECK(s.trustedProxies == std::vector<std::string>{"192.0.2.0/24", "2001:db8::1"});
   CHECK(s.tlsHandshakeTimeout == 8s);
+  CHECK(s.backendReuse.maxIdle == 0);
+  CHECK(s.backendReuse.idleTime == 9s);
+  CHECK(s.backendReuse.maxAge == 10s);
 }
 
 }  // namespace
