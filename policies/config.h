@@ -89,7 +89,7 @@ struct ProxyConfig {
   std::chrono::milliseconds backendTimeout = std::chrono::seconds(300);
   /// Backend connections kept open between client sessions for reuse; 0:
   /// none [the SMTP client's connection cache; smtpd processes it holds].
-  std::size_t backendIdleConnections = 10;
+  std::size_t backendIdleConnections = 100;
   /// How long a kept connection waits for a session [smtp_connection_cache_time_limit = 2s].
   std::chrono::milliseconds backendIdleTime = std::chrono::seconds(2);
   /// Age after which a connection is no longer kept [smtp_connection_reuse_time_limit = 300s].

@@ -29,7 +29,7 @@
 namespace smtpgate::proxy {
 
 struct BackendPoolLimits {
-  std::size_t maxIdle = 5;  ///< 0: no reuse, every session opens its own connection
+  std::size_t maxIdle = 0;  ///< in this pool; 0: no reuse, every session opens its own
   Duration idleTime = std::chrono::seconds(2);
   Duration maxAge = std::chrono::seconds(300);
 };

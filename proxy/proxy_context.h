@@ -37,7 +37,7 @@ struct ProxySettings {
   BackendOptions backend;
   /// Backend connections kept between sessions; maxIdle counts for the whole
   /// server (the Server splits it between its I/O threads).
-  BackendPoolLimits backendReuse = {10, std::chrono::seconds(2), std::chrono::seconds(300)};
+  BackendPoolLimits backendReuse = {100, std::chrono::seconds(2), std::chrono::seconds(300)};
   std::uint64_t maxMessageSize = limits::kMessageSizeMax;
   std::size_t maxRecipients = limits::kRecipientsMax;
   /// Errors (unknown commands, bad syntax, refused commands) before "421 4.7.0

@@ -248,7 +248,7 @@ TEST_CASE("config: proxy limits and timeouts default to Postfix-like values", "[
   CHECK_FALSE(p.proxyProtocol);
   CHECK(p.trustedProxies.empty());
   CHECK(p.tlsHandshakeTimeout == 10s);
-  CHECK(p.backendIdleConnections == 10);
+  CHECK(p.backendIdleConnections == 100);
   CHECK(p.backendIdleTime == 2s);
   CHECK(p.backendReuseTime == 300s);
   // The embedded default leaves them all out, so it gets the same values.
