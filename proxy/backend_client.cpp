@@ -280,15 +280,6 @@ asio::awaitable<BackendClient::Introduction> BackendClient::handOver(
   co_return Introduction::Done;
 }
 
-asio::awaitable<bool> BackendClient::handOverOrClose(const XclientFields& client,
-                                                     const std::set<std::string>& offer) {
-  const Introduction introduced = co_await handOver(client, offer);
-  if (introduced == Introduction::Refused) {
-    fail(lastError_);
-  }
-  co_return introduced == Introduction::Done;
-}
-
 // Without XCLIENT or XFORWARD Postfix sees the proxy as the client, which is
 // why the xclient setting matters.
 asio::awaitable<bool> BackendClient::introduceAfterEhlo(const XclientFields& client) {
@@ -300,7 +291,11 @@ asio::awaitable<bool> BackendClient::introduceAfterEhlo(const XclientFields& cli
     co_return true;
   }
   if (xclientTakesAddress(*capabilities_)) {
-    co_return co_await handOverOrClose(client, *capabilities_);
+    const Introduction introduced = co_await handOver(client, *capabilities_);
+    if (introduced == Introduction::Refused) {
+      fail(lastError_);
+    }
+    co_return introduced == Introduction::Done;
   }
   if (capabilityParams(*capabilities_, "XFORWARD")) {
     xforward_ = xforwardCommand(client);
@@ -332,24 +327,21 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
   co_return co_await introduceAfterEhlo(client);
 }
 
-asio::awaitable<bool> BackendClient::reintroduce(const XclientFields& client) {
+bool BackendClient::reintroduce(const XclientFields& client) {
   if (!reusable()) {
-    co_return false;
-  }
-  if (byXclient_) {
-    // Only if this connection's last EHLO answer offers XCLIENT again
-    // (reusable()); Postfix's does not.
-    byXclient_ = false;  // until handOver() succeeds
-    co_return co_await handOverOrClose(client, *capabilities_);
+    return false;
   }
   if (!xforward_.empty()) {
-    xforward_ = xforwardCommand(client);
+    xforward_ = xforwardCommand(client);  // goes out with the next MAIL
   }
-  co_return true;
+  return true;
 }
 
+// Postfix refuses XCLIENT after XCLIENT: its check of
+// smtpd_authorized_xclient_hosts then applies to the client the first one
+// named (and its EHLO answer no longer offers XCLIENT).
 bool BackendClient::reusable() const {
-  return connected() && (!byXclient_ || (capabilities_ && xclientTakesAddress(*capabilities_)));
+  return connected() && !byXclient_;
 }
 
 bool BackendClient::quiet() {

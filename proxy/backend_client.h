@@ -17,7 +17,8 @@
 ///   MAIL in one write when the backend offers PIPELINING (Postfix's own
 ///   SMTP client pipelines it the same way).
 /// `reintroduce()` hands the next session's client over on a kept
-/// connection the same way, without connect, banner or QUIT.
+/// connection by XFORWARD, without connect, banner, EHLO or QUIT (XCLIENT
+/// connections are not kept: Postfix takes XCLIENT once per connection).
 /// Afterwards `command()` and `mail()` send one line and return the backend's
 /// reply, parsed strictly (a malformed reply is a failure, never relayed).
 /// `sendMessage()` writes an already dot-stuffed message and returns the
@@ -70,10 +71,9 @@ class BackendClient {
   asio::awaitable<std::optional<std::set<std::string>>> probe();
 
   /// For a connection kept from an earlier session (see reusable()): hands
-  /// `client` over instead of the one before, by XCLIENT and EHLO again
-  /// (Postfix restarts the session), or by the XFORWARD the next MAIL
-  /// carries. False (connection closed) if the backend refuses.
-  asio::awaitable<bool> reintroduce(const XclientFields& client);
+  /// `client` over instead of the one before, by the XFORWARD the next MAIL
+  /// carries (or not at all, as before). False if it cannot.
+  bool reintroduce(const XclientFields& client);
 
   /// Sends one command line (without CRLF) and reads the reply.
   asio::awaitable<std::optional<BackendReply>> command(std::string_view line);
@@ -94,11 +94,8 @@ class BackendClient {
   asio::awaitable<void> quit();
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
-  /// Whether this connection can serve another client: open, and handing
-  /// over by XCLIENT only while its last EHLO answer still offers it.
-  /// Postfix does not: it refuses XCLIENT after XCLIENT (its access check
-  /// then applies to the client named), so with Postfix only connections
-  /// that hand over by XFORWARD, or not at all, are kept.
+  /// Whether this connection can serve another client: open, and not handed
+  /// over by XCLIENT, which Postfix takes once per connection.
   [[nodiscard]] bool reusable() const;
   /// Whether the backend has said nothing since its last reply (an idle
   /// connection it closed, or timed out with 421, has): one non-blocking peek.
@@ -146,9 +143,6 @@ class BackendClient {
   /// XCLIENT for `client` (by `offer`), then EHLO with the client's name.
   asio::awaitable<Introduction> handOver(const XclientFields& client,
                                          const std::set<std::string>& offer);
-  /// handOver(), closing the connection if the backend refuses XCLIENT.
-  asio::awaitable<bool> handOverOrClose(const XclientFields& client,
-                                        const std::set<std::string>& offer);
   std::optional<BackendReply> fail(std::string what);
 
   BackendOptions options_;

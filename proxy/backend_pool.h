@@ -7,9 +7,10 @@
 /// senders), more backend round trips than the message itself takes. A
 /// session that ends cleanly parks its backend connection here; the next
 /// session on the same I/O thread takes it and hands its own client over
-/// (BackendClient::reintroduce: XCLIENT and EHLO again, or the next
-/// transaction's XFORWARD). One pool per I/O thread, so no locks: a session
-/// and its backend connection stay on their thread.
+/// with the next transaction's XFORWARD (BackendClient::reintroduce).
+/// Connections that handed their client over by XCLIENT are never kept:
+/// Postfix takes XCLIENT once per connection. One pool per I/O thread, so no
+/// locks: a session and its backend connection stay on their thread.
 ///
 /// Bounds, so kept connections never hoard the backend's smtpd processes:
 /// at most `maxIdle` idle connections; each is said QUIT after `idleTime`
@@ -47,7 +48,6 @@ class BackendPool {
   /// pool is full. `client` must be at a command boundary, outside a
   /// transaction.
   asio::awaitable<void> park(std::unique_ptr<BackendClient> client);
-  [[nodiscard]] std::size_t idle() const { return idle_.size(); }
 
  private:
   struct Idle {

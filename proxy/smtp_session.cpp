@@ -652,13 +652,10 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   }
   const XclientFields client = clientFields();
   std::unique_ptr<BackendClient> kept = backends_.take();
-  if (kept) {
-    if (co_await kept->reintroduce(client)) {
-      backend_ = std::move(kept);
-      context_.metrics.backendSession(true);
-      co_return true;
-    }
-    // Refused or lost on the way: a fresh connection below.
+  if (kept && kept->reintroduce(client)) {
+    backend_ = std::move(kept);
+    context_.metrics.backendSession(true);
+    co_return true;
   }
   backend_ = std::make_unique<BackendClient>(socket_.get_executor(), settings_.backend);
   if (!co_await backend_->open(client, context_.backendXclientOffer())) {
