@@ -36,19 +36,15 @@ std::vector<std::unique_ptr<asio::io_context>> makeContexts(unsigned count) {
   return out;
 }
 
-/// `socket` re-registered with `context` (closed if that fails).
-tcp::socket moveToContext(tcp::socket socket, asio::io_context& context) {
+/// `socket` (of `protocol`) re-registered with `context` (closed if that fails).
+tcp::socket moveToContext(tcp::socket socket, tcp protocol, asio::io_context& context) {
   boost::system::error_code ec;
-  const tcp::endpoint local = socket.local_endpoint(ec);
-  if (ec) {
-    return tcp::socket(context);
-  }
   const auto fd = socket.release(ec);
   if (ec) {
     return tcp::socket(context);
   }
   tcp::socket moved(context);
-  moved.assign(local.protocol(), fd, ec);
+  moved.assign(protocol, fd, ec);
   if (ec) {
     ::close(fd);
   }
@@ -94,7 +90,7 @@ struct Server::Impl {
   asio::awaitable<void> signalLoop();
   asio::awaitable<void> probeLoop();
   asio::awaitable<void> drain();
-  void spawnSession(tcp::socket socket, std::size_t contextIndex);
+  void spawnSession(tcp::socket socket, std::size_t contextIndex, const Peer& peer);
 
   /// The context the next accepted connection goes to: the one with the
   /// fewest open sessions, where the accepting one (the first) counts one
@@ -136,8 +132,9 @@ struct Server::Impl {
   bool stopping = false;
 };
 
-void Server::Impl::spawnSession(tcp::socket socket, std::size_t contextIndex) {
-  auto session = std::make_shared<SmtpSession>(std::move(socket), context, *pools[contextIndex]);
+void Server::Impl::spawnSession(tcp::socket socket, std::size_t contextIndex, const Peer& peer) {
+  auto session =
+      std::make_shared<SmtpSession>(std::move(socket), context, *pools[contextIndex], peer);
   std::atomic<int>& open = openSessions[contextIndex];
   open.fetch_add(1, std::memory_order_relaxed);
   struct Release {
@@ -154,8 +151,13 @@ void Server::Impl::spawnSession(tcp::socket socket, std::size_t contextIndex) {
 }
 
 asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
+  // The peer's address comes with accept() and the local port is the
+  // listener's: no getpeername/getsockname per connection.
+  Peer peer;
+  boost::system::error_code ignored;
+  peer.localPort = acceptor.local_endpoint(ignored).port();
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
+    auto [ec, socket] = co_await acceptor.async_accept(peer.remote, kUseTuple);
     if (ec == asio::error::operation_aborted || stopping) {
       co_return;
     }
@@ -169,12 +171,12 @@ asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
     // chance to end.
     const std::size_t target = leastBusyContext();
     if (target != 0) {
-      socket = moveToContext(std::move(socket), *ios[target]);
+      socket = moveToContext(std::move(socket), peer.remote.protocol(), *ios[target]);
       if (!socket.is_open()) {
         continue;
       }
     }
-    spawnSession(std::move(socket), target);
+    spawnSession(std::move(socket), target, peer);
   }
 }
 
@@ -292,6 +294,12 @@ std::unique_ptr<tcp::acceptor> listenOn(asio::io_context& io, const tcp::endpoin
     acceptor->set_option(asio::ip::v6_only(true), ec);
   }
   acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    // Accepted sockets inherit it (Linux): commands and replies are small
+    // and interactive, and Nagle would add 40 ms per round trip.
+    boost::system::error_code ignored;
+    acceptor->set_option(tcp::no_delay(true), ignored);
+  }
   if (!ec) {
     acceptor->bind(endpoint, ec);
   }

@@ -66,7 +66,8 @@ std::optional<Verdict> runFromCache(StageFunction& run) {
 
 }  // namespace
 
-SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends)
+SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends,
+                         const Peer& peer)
     : socket_(std::move(socket)),
       watchdog_(socket_.get_executor(),
                 [this] {
@@ -78,16 +79,13 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool&
       backends_(backends),
       policy_(context.rules(), policies::newSessionId(), context.settings().policy),
       lines_(context.settings().maxLineLength) {
-  boost::system::error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  auto address = remote.address();
+  auto address = peer.remote.address();
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {
     address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
   }
-  clientIp_ = ec ? std::string("0.0.0.0") : address.to_string();
-  clientPort_ = remote.port();
-  localPort_ = socket_.local_endpoint(ec).port();
-  socket_.set_option(tcp::no_delay(true), ec);
+  clientIp_ = address.to_string();
+  clientPort_ = peer.remote.port();
+  localPort_ = peer.localPort;
   context_.metrics.sessionOpened();
 }
 
@@ -114,8 +112,10 @@ asio::awaitable<void> SmtpSession::run() {
     outbuf_ = "421 4.3.0 " + settings_.hostname + " Error: internal error, closing\r\n";
     co_await flush();
   }
+  // close() alone: a shutdown() first would cost a system call and do
+  // nothing more (the descriptor is ours alone; by now the client has
+  // usually closed its end after QUIT).
   boost::system::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   // The client is gone: its connection slot is free now, not after the
   // backend's QUIT round trip (a client reconnecting at once must not hear 421).

@@ -38,10 +38,17 @@
 
 namespace smtpgate::proxy {
 
+/// Who an accepted connection came from, and the listener's port.
+struct Peer {
+  tcp::endpoint remote;
+  std::uint16_t localPort = 0;
+};
+
 class SmtpSession {
  public:
-  /// `backends`: the pool of the io_context `socket` belongs to.
-  SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends);
+  /// `backends`: the pool of the io_context `socket` belongs to. The socket
+  /// comes from a listener with TCP_NODELAY set, which it inherits.
+  SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends, const Peer& peer);
   ~SmtpSession();
   SmtpSession(const SmtpSession&) = delete;
   SmtpSession& operator=(const SmtpSession&) = delete;
