@@ -73,11 +73,11 @@ std::string describe(const tcp::endpoint& e) {
 struct Server::Impl {
   Impl(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
        ReloadFunction reload, unsigned threads)
-      : threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
+      : context(std::move(settings), std::move(rules), log),
+        threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
         openSessions(new std::atomic<int>[threadCount]()),
         ios(makeContexts(threadCount)),
         io(*ios.front()),
-        context(std::move(settings), std::move(rules), log),
         pools(makePools(ios, context.settings().backendReuse)),
         logFile(log),
         reloadRules(std::move(reload)),
@@ -110,6 +110,9 @@ struct Server::Impl {
     return best;
   }
 
+  /// What every session refers to. Declared first, so destroyed last: sessions
+  /// still open past the shutdown grace end only when `ios` are destroyed.
+  ProxyContext context;
   unsigned threadCount;
   /// Sessions open on each of `ios`. Declared before them: a session's
   /// coroutine, destroyed with its io_context, releases its count here.
@@ -120,7 +123,6 @@ struct Server::Impl {
   /// The first of them, which also runs the listeners, signals, the metrics
   /// endpoint and the backend probe.
   asio::io_context& io;
-  ProxyContext context;
   /// Kept backend connections, one pool per context of `ios`; destroyed
   /// before them (their sockets and timers belong to those contexts).
   std::vector<std::unique_ptr<BackendPool>> pools;

@@ -745,6 +745,44 @@ TEST_CASE("proxy: a kept connection the backend timed out is not used", "[proxy]
       std::regex(second + R"(: client=.*orig_client=\S*\[127\.0\.0\.3\])"), deadlineIn(kTimeout)));
 }
 
+TEST_CASE(
+    "proxy: SIGTERM lets open sessions finish, refuses new ones and cuts the rest at the grace",
+    "[proxy][shutdown]") {
+  SKIP_WITHOUT_POSTFIX();
+  SmtpgateOptions options;
+  options.proxy = {{"shutdown_grace", "\"3s\""}};
+  ProxiedPostfix gate(options);
+  SmtpgateProcess& proxy = gate.proxy();
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient finishing;
+  connectAndGreet(finishing, proxy, "finishing.client.test", deadline);
+  REQUIRE(finishing.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+  SmtpClient lingering;  // says nothing more: still open when the grace ends
+  connectAndGreet(lingering, proxy, "lingering.client.test", deadline);
+
+  proxy.terminate();
+  REQUIRE(
+      waitFor([&] { return proxy.log().find("stopping, 2 session(s) open") != std::string::npos; },
+              deadline));
+  SmtpClient late;
+  CHECK_THROWS(late.connect(proxy.host(), proxy.port(), deadlineIn(2s)));
+
+  // The session in a transaction still delivers, through the backend.
+  REQUIRE(finishing.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  REQUIRE(finishing.command("DATA", deadline).code == 354);
+  finishing.send("Subject: during shutdown\r\n\r\nhi\r\n.\r\n");
+  CHECK(finishing.readReply(deadline).code == 250);
+  CHECK(finishing.command("QUIT", deadline).code == 221);
+
+  // The silent one is cut when the grace is over, and the proxy exits cleanly.
+  CHECK(lingering.waitForClose(deadlineIn(10s)));
+  auto exitCode = proxy.waitForExit(deadlineIn(10s));
+  REQUIRE(exitCode.has_value());
+  CHECK(*exitCode == 0);
+  REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
+  CHECK_THAT(gate.postfix().sink().messages()[0].data, Catch::Contains("Subject: during shutdown"));
+}
+
 TEST_CASE("proxy: STARTTLS with a test certificate, then delivery", "[proxy]") {
   SKIP_WITHOUT_POSTFIX();
   SmtpgateOptions options;

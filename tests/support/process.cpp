@@ -131,16 +131,6 @@ int reap(pid_t pid) {
   return status;
 }
 
-int exitCodeOf(int status) {
-  if (WIFEXITED(status)) {
-    return WEXITSTATUS(status);
-  }
-  if (WIFSIGNALED(status)) {
-    return 128 + WTERMSIG(status);
-  }
-  return -1;
-}
-
 /// The parent's ends of a command's pipes: feeds its stdin, collects its output.
 class CommandPipes {
  public:
@@ -253,6 +243,16 @@ void addListeningInodes(const std::string& table, std::map<std::string, std::uin
 }
 
 }  // namespace
+
+int exitCodeOf(int status) {
+  if (WIFEXITED(status)) {
+    return WEXITSTATUS(status);
+  }
+  if (WIFSIGNALED(status)) {
+    return 128 + WTERMSIG(status);
+  }
+  return -1;
+}
 
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::string logPath)
     : argv_(std::move(argv)), logPath_(std::move(logPath)) {}

@@ -48,6 +48,10 @@ inline Deadline deadlineIn(std::chrono::milliseconds timeout) {
 }
 
 /// A program started with fork/exec, its stdout and stderr appended to a log file.
+/// A wait status as a shell would report it: the exit code, or 128 + the
+/// signal that killed the process.
+int exitCodeOf(int status);
+
 class ChildProcess {
  public:
   /// `argv[0]` is the program (a path, or a name looked up in PATH).

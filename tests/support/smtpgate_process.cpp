@@ -142,6 +142,23 @@ void SmtpgateProcess::stop() {
   }
 }
 
+void SmtpgateProcess::terminate() {
+  if (process_ && process_->running()) {
+    ::kill(process_->pid(), SIGTERM);
+  }
+}
+
+std::optional<int> SmtpgateProcess::waitForExit(Deadline deadline) {
+  if (!process_) {
+    return std::nullopt;
+  }
+  auto status = process_->wait(deadline);
+  if (!status) {
+    return std::nullopt;
+  }
+  return exitCodeOf(*status);
+}
+
 bool SmtpgateProcess::running() {
   return process_ && process_->running();
 }

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,6 +63,11 @@ class SmtpgateProcess {
   void start();
   void stop();
   bool running();
+  /// SIGTERM to the proxy alone (a graceful stop), without waiting.
+  void terminate();
+  /// The proxy's exit code once it has exited (128 + signal if killed), or
+  /// nullopt at the deadline.
+  std::optional<int> waitForExit(Deadline deadline);
 
   const std::string& host() const { return host_; }
   std::uint16_t port() const { return port_; }
