@@ -34,6 +34,14 @@ asio::awaitable<void> BackendPool::park(std::unique_ptr<BackendClient> client) {
   }
 }
 
+asio::awaitable<void> BackendPool::quitAll() {
+  while (!idle_.empty()) {
+    std::unique_ptr<BackendClient> client = std::move(idle_.back().client);
+    idle_.pop_back();
+    co_await client->quit();
+  }
+}
+
 asio::awaitable<void> BackendPool::expire() {
   while (!idle_.empty()) {
     timer_.expires_at(idle_.front().since + limits_.idleTime);

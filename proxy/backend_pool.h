@@ -48,6 +48,8 @@ class BackendPool {
   /// pool is full. `client` must be at a command boundary, outside a
   /// transaction.
   asio::awaitable<void> park(std::unique_ptr<BackendClient> client);
+  /// Says QUIT to every kept connection (at shutdown).
+  asio::awaitable<void> quitAll();
 
  private:
   struct Idle {

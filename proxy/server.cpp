@@ -27,6 +27,7 @@ namespace {
 
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 constexpr auto kDrainPoll = std::chrono::milliseconds(50);
+constexpr auto kQuitLimit = std::chrono::seconds(2);
 
 std::vector<std::unique_ptr<asio::io_context>> makeContexts(unsigned count) {
   std::vector<std::unique_ptr<asio::io_context>> out;
@@ -188,6 +189,14 @@ asio::awaitable<void> Server::Impl::drain() {
   while (context.metrics.sessionsOpen() > 0 && std::chrono::steady_clock::now() < deadline) {
     poll.expires_after(kDrainPoll);
     co_await poll.async_wait(kUseTuple);
+  }
+  // Kept backend connections get their QUIT (Postfix would log each as a
+  // lost connection), each pool on its own thread, for at most kQuitLimit.
+  using namespace asio::experimental::awaitable_operators;
+  for (std::size_t i = 0; i < ios.size(); ++i) {
+    asio::steady_timer limit(io, kQuitLimit);
+    co_await (asio::co_spawn(*ios[i], pools[i]->quitAll(), asio::use_awaitable) ||
+              limit.async_wait(kUseTuple));
   }
   for (auto& context : ios) {
     context->stop();  // sessions still open past the grace are cancelled

@@ -676,6 +676,24 @@ TEST_CASE("proxy: by XFORWARD, consecutive sessions share a backend connection, 
   CHECK(commandCount(sessions[0], "quit") == 1);
 }
 
+TEST_CASE("proxy: at SIGTERM a kept backend connection gets its QUIT", "[proxy][reuse]") {
+  SKIP_WITHOUT_POSTFIX();
+  SmtpgateOptions options;
+  options.proxy = {{"backend_idle_time", "\"60s\""}};  // only the shutdown ends it
+  ProxiedPostfix gate(options, backendWithXforwardOnly());
+  REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.2", "client.test").empty());
+  gate.proxy().terminate();
+  auto exitCode = gate.proxy().waitForExit(deadlineIn(kTimeout));
+  REQUIRE(exitCode.has_value());
+  CHECK(*exitCode == 0);
+  auto sessions =
+      waitForMailSessions(gate.postfix(), [](const auto& lines) { return !lines.empty(); });
+  REQUIRE(sessions.size() == 1);
+  INFO(sessions[0]);
+  CHECK(commandCount(sessions[0], "quit") == 1);
+  CHECK(gate.postfix().logLines(std::regex("lost connection")).empty());
+}
+
 TEST_CASE("proxy: by XCLIENT, every session has a backend connection of its own",
           "[proxy][reuse]") {
   // Postfix refuses XCLIENT after XCLIENT (it checks the client named), so a
