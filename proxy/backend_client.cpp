@@ -84,6 +84,7 @@ asio::awaitable<std::vector<tcp::endpoint>> BackendClient::endpoints() {
 asio::awaitable<bool> BackendClient::connect() {
   capabilities_.reset();
   byXclient_ = false;
+  refused_ = false;
   xforward_.clear();
   openedAt_ = std::chrono::steady_clock::now();
   const std::vector<tcp::endpoint> candidates = co_await endpoints();
@@ -115,6 +116,7 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration l
       ParseResult r = parser_.feed(inbuf_);
       inbuf_.erase(0, r.consumed);
       if (r.status == ParseStatus::Complete) {
+        refused_ = refused_ || parser_.reply().code >= 400;
         co_return parser_.reply();
       }
       if (r.status == ParseStatus::Error) {
@@ -339,9 +341,12 @@ bool BackendClient::reintroduce(const XclientFields& client) {
 
 // Postfix refuses XCLIENT after XCLIENT: its check of
 // smtpd_authorized_xclient_hosts then applies to the client the first one
-// named (and its EHLO answer no longer offers XCLIENT).
+// named (and its EHLO answer no longer offers XCLIENT). And it counts
+// refusals per connection (smtpd_soft_error_limit delays every reply after
+// 10, smtpd_hard_error_limit disconnects after 20): one client's unknown
+// recipients must not slow down or cut off the next client's session.
 bool BackendClient::reusable() const {
-  return connected() && !byXclient_;
+  return connected() && !byXclient_ && !refused_;
 }
 
 bool BackendClient::quiet() {

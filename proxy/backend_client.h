@@ -94,8 +94,9 @@ class BackendClient {
   asio::awaitable<void> quit();
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
-  /// Whether this connection can serve another client: open, and not handed
-  /// over by XCLIENT, which Postfix takes once per connection.
+  /// Whether this connection can serve another client: open, not handed
+  /// over by XCLIENT (Postfix takes it once per connection), and no reply on
+  /// it was a refusal (Postfix counts errors per connection).
   [[nodiscard]] bool reusable() const;
   /// Whether the backend has said nothing since its last reply (an idle
   /// connection it closed, or timed out with 421, has): one non-blocking peek.
@@ -155,6 +156,7 @@ class BackendClient {
   /// How the client was handed over: by XCLIENT, or (when xforward_ is not
   /// empty) by XFORWARD before each MAIL, or not at all.
   bool byXclient_ = false;
+  bool refused_ = false;  ///< a 4xx or 5xx reply came on this connection
   std::string xforward_;  ///< the XFORWARD command for every transaction
   std::chrono::steady_clock::time_point openedAt_;
   std::string lastError_;

@@ -8,8 +8,9 @@
 /// session that ends cleanly parks its backend connection here; the next
 /// session on the same I/O thread takes it and hands its own client over
 /// with the next transaction's XFORWARD (BackendClient::reintroduce).
-/// Connections that handed their client over by XCLIENT are never kept:
-/// Postfix takes XCLIENT once per connection. One pool per I/O thread, so no
+/// Connections that handed their client over by XCLIENT are never kept
+/// (Postfix takes XCLIENT once per connection), nor those on which the
+/// backend refused anything (Postfix counts errors per connection). One pool per I/O thread, so no
 /// locks: a session and its backend connection stay on their thread.
 ///
 /// Bounds, so kept connections never hoard the backend's smtpd processes:

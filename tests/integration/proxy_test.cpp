@@ -694,6 +694,33 @@ TEST_CASE("proxy: at SIGTERM a kept backend connection gets its QUIT", "[proxy][
   CHECK(gate.postfix().logLines(std::regex("lost connection")).empty());
 }
 
+TEST_CASE("proxy: a backend connection that carried a refusal is not kept", "[proxy][reuse]") {
+  // Postfix counts errors per connection (smtpd_soft_error_limit delays,
+  // smtpd_hard_error_limit disconnects): one client's must not reach the next.
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate({}, backendWithXforwardOnly());
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, gate.proxy(), "client.test", deadline);
+  REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+  CHECK(client.command("RCPT TO:<nobody@example.com>", deadline).code == 550);  // Postfix's
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  client.send("Subject: one unknown recipient\r\n\r\nhi\r\n.\r\n");
+  CHECK(client.readReply(deadline).code == 250);
+  CHECK(client.command("QUIT", deadline).code == 221);
+  REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.3", "next.client.test").empty());
+
+  auto sessions = waitForMailSessions(
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 2; });
+  REQUIRE(sessions.size() == 2);
+  for (const auto& line : sessions) {
+    INFO(line);
+    CHECK(commandCount(line, "mail") == 1);
+    CHECK(commandCount(line, "quit") == 1);
+  }
+}
+
 TEST_CASE("proxy: by XCLIENT, every session has a backend connection of its own",
           "[proxy][reuse]") {
   // Postfix refuses XCLIENT after XCLIENT (it checks the client named), so a
