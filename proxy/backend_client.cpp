@@ -17,6 +17,11 @@ namespace {
 // copied whole into memory again, and a small one goes out in one write.
 constexpr std::size_t kWriteWindow = 64 * 1024;
 
+// Postfix counts RSET, NOOP, VRFY and ETRN per connection and treats each
+// one past smtpd_junk_command_limit (100) as an error: a connection is kept
+// for other clients only well below that.
+constexpr std::size_t kResetLimit = 50;
+
 // XFORWARD (Postfix XFORWARD_README) is the fallback when the backend does
 // not trust us with XCLIENT: it only changes what Postfix logs.
 std::string xforwardCommand(const XclientFields& client) {
@@ -85,6 +90,7 @@ asio::awaitable<bool> BackendClient::connect() {
   capabilities_.reset();
   byXclient_ = false;
   refused_ = false;
+  resets_ = 0;
   xforward_.clear();
   openedAt_ = std::chrono::steady_clock::now();
   const std::vector<tcp::endpoint> candidates = co_await endpoints();
@@ -152,6 +158,11 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_
     co_return std::nullopt;
   }
   co_return co_await readReply(options_.commandTimeout);
+}
+
+asio::awaitable<std::optional<BackendReply>> BackendClient::reset() {
+  ++resets_;
+  co_return co_await command("RSET");
 }
 
 asio::awaitable<std::optional<BackendReply>> BackendClient::mail(std::string_view line) {
@@ -344,9 +355,10 @@ bool BackendClient::reintroduce(const XclientFields& client) {
 // named (and its EHLO answer no longer offers XCLIENT). And it counts
 // refusals per connection (smtpd_soft_error_limit delays every reply after
 // 10, smtpd_hard_error_limit disconnects after 20): one client's unknown
-// recipients must not slow down or cut off the next client's session.
+// recipients, or the RSETs after the messages our rules refused, must not
+// slow down or cut off the next client's session.
 bool BackendClient::reusable() const {
-  return connected() && !byXclient_ && !refused_;
+  return connected() && !byXclient_ && !refused_ && resets_ < kResetLimit;
 }
 
 bool BackendClient::quiet() {

@@ -77,6 +77,8 @@ class BackendClient {
 
   /// Sends one command line (without CRLF) and reads the reply.
   asio::awaitable<std::optional<BackendReply>> command(std::string_view line);
+  /// RSET and its reply (counted: see reusable()).
+  asio::awaitable<std::optional<BackendReply>> reset();
   /// MAIL (`line`, without CRLF) and its reply, after XFORWARD where the
   /// client is handed over that way (a refused XFORWARD is a failure).
   asio::awaitable<std::optional<BackendReply>> mail(std::string_view line);
@@ -95,8 +97,9 @@ class BackendClient {
 
   [[nodiscard]] bool connected() const { return socket_.is_open(); }
   /// Whether this connection can serve another client: open, not handed
-  /// over by XCLIENT (Postfix takes it once per connection), and no reply on
-  /// it was a refusal (Postfix counts errors per connection).
+  /// over by XCLIENT (Postfix takes it once per connection), no reply on it
+  /// was a refusal and fewer than kResetLimit RSETs went over it (Postfix
+  /// counts errors and junk commands per connection).
   [[nodiscard]] bool reusable() const;
   /// Whether the backend has said nothing since its last reply (an idle
   /// connection it closed, or timed out with 421, has): one non-blocking peek.
@@ -156,8 +159,9 @@ class BackendClient {
   /// How the client was handed over: by XCLIENT, or (when xforward_ is not
   /// empty) by XFORWARD before each MAIL, or not at all.
   bool byXclient_ = false;
-  bool refused_ = false;  ///< a 4xx or 5xx reply came on this connection
-  std::string xforward_;  ///< the XFORWARD command for every transaction
+  bool refused_ = false;    ///< a 4xx or 5xx reply came on this connection
+  std::size_t resets_ = 0;  ///< RSETs sent on this connection
+  std::string xforward_;    ///< the XFORWARD command for every transaction
   std::chrono::steady_clock::time_point openedAt_;
   std::string lastError_;
 };

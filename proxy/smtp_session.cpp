@@ -672,7 +672,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
 
 asio::awaitable<void> SmtpSession::resetBackend() {
   if (backend_ && backend_->connected() && inTransaction_) {
-    auto answer = co_await backend_->command("RSET");
+    auto answer = co_await backend_->reset();
     if (!answer || answer->code != 250) {
       backend_->close();  // a backend that won't reset gets a fresh connection next time
     }

@@ -721,6 +721,30 @@ TEST_CASE("proxy: a backend connection that carried a refusal is not kept", "[pr
   }
 }
 
+TEST_CASE("proxy: a backend connection is not kept after 50 RSETs", "[proxy][reuse]") {
+  // Postfix counts each RSET past smtpd_junk_command_limit (100) as an error.
+  SKIP_WITHOUT_POSTFIX();
+  ProxiedPostfix gate(withRules(kStageRules), backendWithXforwardOnly());
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, gate.proxy(), "client.test", deadline);
+  for (int i = 0; i < 50; ++i) {  // each refused by our rule, then RSET at the backend
+    CHECK(sendMessage(client, "sender@example.org", "user@example.com",
+                      "Subject: REFUSE-ME\r\n\r\nspam\r\n.\r\n", deadline)
+              .code == 550);
+  }
+  CHECK(client.command("QUIT", deadline).code == 221);
+  REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.4", "next.client.test").empty());
+
+  auto sessions = waitForMailSessions(
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 51; });
+  REQUIRE(sessions.size() == 2);
+  INFO(sessions[0] << "\n" << sessions[1]);
+  CHECK(commandCount(sessions[0], "rset") == 50);
+  CHECK(commandCount(sessions[0], "quit") == 1);
+  CHECK(commandCount(sessions[1], "mail") == 1);
+}
+
 TEST_CASE("proxy: by XCLIENT, every session has a backend connection of its own",
           "[proxy][reuse]") {
   // Postfix refuses XCLIENT after XCLIENT (it checks the client named), so a
