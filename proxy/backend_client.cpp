@@ -340,14 +340,10 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
   co_return co_await introduceAfterEhlo(client);
 }
 
-bool BackendClient::reintroduce(const XclientFields& client) {
-  if (!reusable()) {
-    return false;
-  }
+void BackendClient::reintroduce(const XclientFields& client) {
   if (!xforward_.empty()) {
     xforward_ = xforwardCommand(client);  // goes out with the next MAIL
   }
-  return true;
 }
 
 // Postfix refuses XCLIENT after XCLIENT: its check of

@@ -72,8 +72,9 @@ class BackendClient {
 
   /// For a connection kept from an earlier session (see reusable()): hands
   /// `client` over instead of the one before, by the XFORWARD the next MAIL
-  /// carries (or not at all, as before). False if it cannot.
-  bool reintroduce(const XclientFields& client);
+  /// carries (or not at all, as before). BackendPool keeps only connections
+  /// that can do this.
+  void reintroduce(const XclientFields& client);
 
   /// Sends one command line (without CRLF) and reads the reply.
   asio::awaitable<std::optional<BackendReply>> command(std::string_view line);

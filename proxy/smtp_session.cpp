@@ -652,7 +652,8 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
   }
   const XclientFields client = clientFields();
   std::unique_ptr<BackendClient> kept = backends_.take();
-  if (kept && kept->reintroduce(client)) {
+  if (kept) {
+    kept->reintroduce(client);
     backend_ = std::move(kept);
     context_.metrics.backendSession(true);
     co_return true;

@@ -176,6 +176,21 @@ int totalCount(const std::vector<std::string>& lines, const std::string& command
   return total;
 }
 
+/// Waits until Postfix has seen the MAIL of `count` client sessions and
+/// checks that each came over a backend connection of its own, ended by
+/// QUIT; returns those sessions' end lines.
+std::vector<std::string> checkConnectionPerSession(const PostfixInstance& postfix, int count) {
+  auto sessions = waitForMailSessions(
+      postfix, [count](const auto& lines) { return totalCount(lines, "mail") >= count; });
+  REQUIRE(sessions.size() == static_cast<std::size_t>(count));
+  for (const auto& line : sessions) {
+    INFO(line);
+    CHECK(commandCount(line, "mail") == 1);
+    CHECK(commandCount(line, "quit") == 1);
+  }
+  return sessions;
+}
+
 /// Messages Postfix received in a session, by DATA or by BDAT.
 int messageTransfers(const std::string& disconnectLine) {
   return commandCount(disconnectLine, "data") + commandCount(disconnectLine, "bdat");
@@ -711,14 +726,7 @@ TEST_CASE("proxy: a backend connection that carried a refusal is not kept", "[pr
   CHECK(client.command("QUIT", deadline).code == 221);
   REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.3", "next.client.test").empty());
 
-  auto sessions = waitForMailSessions(
-      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 2; });
-  REQUIRE(sessions.size() == 2);
-  for (const auto& line : sessions) {
-    INFO(line);
-    CHECK(commandCount(line, "mail") == 1);
-    CHECK(commandCount(line, "quit") == 1);
-  }
+  checkConnectionPerSession(gate.postfix(), 2);
 }
 
 TEST_CASE("proxy: a backend connection is not kept after 50 RSETs", "[proxy][reuse]") {
@@ -759,13 +767,9 @@ TEST_CASE("proxy: by XCLIENT, every session has a backend connection of its own"
                                   deadlineIn(kTimeout)));
   CHECK(gate.postfix().waitForLog(std::regex(second + R"(: client=\S*\[127\.0\.0\.3\])"),
                                   deadlineIn(kTimeout)));
-  auto sessions = waitForProxiedSessions(gate.postfix(), 2);
-  REQUIRE(sessions.size() == 2);
-  for (const auto& line : sessions) {
+  for (const auto& line : checkConnectionPerSession(gate.postfix(), 2)) {
     INFO(line);
     CHECK(commandCount(line, "xclient") == 1);  // never refused
-    CHECK(commandCount(line, "mail") == 1);
-    CHECK(commandCount(line, "quit") == 1);
   }
 }
 
@@ -782,14 +786,7 @@ TEST_CASE("proxy: no backend connection is kept when reuse is off or the connect
   ProxiedPostfix gate(options, backendWithXforwardOnly());
   REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.2", "first.client.test").empty());
   REQUIRE_FALSE(queuedFrom(gate.proxy(), "127.0.0.3", "second.client.test").empty());
-  auto sessions = waitForMailSessions(
-      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 2; });
-  REQUIRE(sessions.size() == 2);
-  for (const auto& line : sessions) {
-    INFO(line);
-    CHECK(commandCount(line, "mail") == 1);
-    CHECK(commandCount(line, "quit") == 1);
-  }
+  checkConnectionPerSession(gate.postfix(), 2);
 }
 
 TEST_CASE("proxy: a kept connection the backend timed out is not used", "[proxy][reuse]") {
