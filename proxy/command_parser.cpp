@@ -110,7 +110,9 @@ constexpr std::array kReplies = {
               555,
               {5, 5, 4},
               "Unsupported parameter BODY=BINARYMIME"},
-    ReplySpec{SyntaxError::BdatSyntax, 501, {5, 5, 4}, "Syntax: BDAT size [LAST]"},
+    // 521: the session closes after it (Postfix's reply and behaviour): with the
+    // chunk's length in doubt, so is where the next command starts.
+    ReplySpec{SyntaxError::BdatSyntax, 521, {5, 5, 4}, "Syntax: BDAT count [LAST]"},
 };
 
 constexpr bool repliesInEnumOrder() {

@@ -56,7 +56,7 @@ std::size_t lineEndFrom(std::string_view bytes, std::size_t from) {
 
 }  // namespace
 
-DataFramer::DataFramer(DataLimits limits) : limits_(limits) {}
+DataFramer::DataFramer(DataLimits limits, Framing framing) : limits_(limits), framing_(framing) {}
 
 void DataFramer::reset() {
   state_ = State::LineStart;
@@ -94,10 +94,23 @@ ParseResult DataFramer::feed(std::string_view bytes, MessageSink& sink) {
   return {complete_ ? ParseStatus::Complete : ParseStatus::NeedMore, pos};
 }
 
+void DataFramer::finish(MessageSink& sink) {
+  if (complete_) {
+    return;
+  }
+  if (state_ == State::Cr) {
+    bareLineEnd(DataError::BareCr);
+  } else if (state_ != State::LineStart) {
+    lineEnd();
+  }
+  flush(sink);
+  complete_ = true;
+}
+
 void DataFramer::step(char c) {
   switch (state_) {
     case State::LineStart:
-      if (c == '.') {
+      if (c == '.' && framing_ == Framing::DotTerminated) {
         state_ = State::Dot;
         return;
       }

@@ -32,6 +32,14 @@
 /// Limits (DataLimits): maxSize bytes of message (after unstuffing, CRLF line
 /// ends: the RFC 1870 SIZE measure) → TooBig; maxLine bytes on one line → LineTooLong.
 ///
+/// BDAT chunks (RFC 3030, Framing::Chunks): the same line-end rules and
+/// limits, but no dot-stuffing and no terminator: the session knows each
+/// chunk's length and feeds exactly its bytes (all are consumed), and calls
+/// finish() after the LAST one. A message whose last line has no CRLF gets
+/// one there (the backend needs it to end the message, and it loses nothing);
+/// a CR at the very end is a bare CR. Line ends split across chunks are
+/// still line ends: the state carries over.
+///
 /// SECURITY: every byte here is the client's. The framer holds no message
 /// bytes of its own beyond one feed's worth of output (flushed to the sink at
 /// the end of each feed), keeps O(1) state across feeds, so splitting the input
@@ -82,13 +90,21 @@ enum class DataError {
   LineTooLong,  ///< a line over DataLimits::maxLine
 };
 
+/// How the client marks the end of the message.
+enum class Framing {
+  DotTerminated,  ///< DATA: dot-stuffed, ends at CRLF "." CRLF
+  Chunks,         ///< BDAT: counted chunks, ends at finish()
+};
+
 class DataFramer {
  public:
-  explicit DataFramer(DataLimits limits = {});
+  explicit DataFramer(DataLimits limits = {}, Framing framing = Framing::DotTerminated);
 
   /// Consumes DATA bytes, appending message bytes to `sink`; stops after the
-  /// terminator.
+  /// terminator (DotTerminated) or consumes them all (Chunks).
   ParseResult feed(std::string_view bytes, MessageSink& sink);
+  /// Chunks: the last chunk was fed; ends the last line, completes.
+  void finish(MessageSink& sink);
 
   [[nodiscard]] bool complete() const { return complete_; }
   [[nodiscard]] DataError error() const { return error_; }
@@ -117,6 +133,7 @@ class DataFramer {
   void flush(MessageSink& sink);
 
   DataLimits limits_;
+  Framing framing_;
   State state_ = State::LineStart;
   /// The current line began after a real CRLF (or at the start): only such
   /// a line can hold the terminating ".".

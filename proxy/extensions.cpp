@@ -31,6 +31,7 @@ std::vector<std::string> advertisedExtensions(const std::optional<std::set<std::
     out.emplace_back("STARTTLS");
   }
   out.emplace_back("ENHANCEDSTATUSCODES");
+  out.emplace_back("CHUNKING");
   for (const char* passThrough : {"8BITMIME", "SMTPUTF8"}) {
     if (backend && capabilityParams(*backend, passThrough)) {
       out.emplace_back(passThrough);

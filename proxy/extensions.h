@@ -5,9 +5,10 @@
 /// only when the backend's EHLO had them, SIZE as the smaller of our limit and
 /// the backend's. Without a successful probe of the backend yet, only the
 /// extensions the proxy implements itself are offered (safe: a client then
-/// sends 7-bit mail, which every backend takes). CHUNKING is never offered
-/// (BDAT from clients is not implemented; the proxy only sends BDAT to a
-/// backend that offers it); STARTTLS only with a certificate configured.
+/// sends 7-bit mail, which every backend takes). CHUNKING always: the proxy
+/// takes BDAT itself and hands every message on by BDAT or DATA, whichever
+/// the backend offers; but not BINARYMIME, which needs a backend's support
+/// the DATA path can't give. STARTTLS only with a certificate configured.
 
 #include <cstdint>
 #include <optional>

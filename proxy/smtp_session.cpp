@@ -35,7 +35,7 @@ constexpr CommandSpec kCommands[] = {
     {Verb::Help, false, false, false},     {Verb::Vrfy, false, false, false},
     {Verb::Expn, false, false, false},     {Verb::StartTls, false, false, false},
     {Verb::Auth, false, false, false},     {Verb::Xclient, false, false, false},
-    {Verb::Xforward, false, false, false}, {Verb::Bdat, false, false, false},
+    {Verb::Xforward, false, false, false}, {Verb::Bdat, true, true, true},
 };
 
 const CommandSpec* specFor(Verb verb) {
@@ -65,6 +65,34 @@ std::optional<Verdict> runFromCache(StageFunction& run) {
 }
 
 }  // namespace
+
+/// A message being received: its framer (DATA or BDAT) and where it is held.
+struct HeldMessage {
+  HeldMessage(const ProxySettings& settings, std::uint64_t sizeLimit, Framing framing)
+      : framer(limitsFor(settings, sizeLimit), framing),
+        sink(settings.messageMemoryLimit, settings.spoolDirectory) {}
+
+  static DataLimits limitsFor(const ProxySettings& settings, std::uint64_t sizeLimit) {
+    DataLimits limits;
+    limits.maxSize = sizeLimit ? sizeLimit : UINT64_MAX;
+    limits.bareLines = settings.bareLines;
+    return limits;
+  }
+
+  /// The reply refusing the message, if its content or its storage failed.
+  [[nodiscard]] std::optional<std::string> refusal() const {
+    if (sink.failed()) {
+      return "452 4.3.1 Error: insufficient system storage";
+    }
+    if (framer.error() != DataError::None) {
+      return replyFor(framer.error()).line();
+    }
+    return std::nullopt;
+  }
+
+  DataFramer framer;
+  SpillSink sink;
+};
 
 SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool& backends,
                          const Peer& peer)
@@ -152,8 +180,7 @@ asio::awaitable<void> SmtpSession::serve() {
   CommandLine line;
   while (co_await readCommand(line)) {
     ParsedCommand command = parseCommand(line.text);
-    Next next = command.ok() ? co_await dispatch(command, line.text)
-                             : error(replyFor(command.error).line());
+    Next next = command.ok() ? co_await dispatch(command, line.text) : refuseSyntax(command);
     if (next == Next::Close) {
       break;
     }
@@ -309,21 +336,11 @@ asio::awaitable<bool> SmtpSession::readCommand(CommandLine& line) {
 
 asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& command,
                                                          const std::string& line) {
-  if (refusedAtConnect_ && command.verb != Verb::Quit) {
-    co_return error("503 5.7.0 Error: access denied, send QUIT");
+  if (command.verb == Verb::Bdat) {
+    co_return co_await onBdat(command);  // reads its chunk even to refuse it
   }
-  const CommandSpec* spec = specFor(command.verb);
-  if (spec == nullptr) {
-    co_return error("500 5.5.2 Error: command not recognized");
-  }
-  if (spec->needsHelo && !heloSeen_) {
-    co_return error("503 5.5.1 Error: send HELO/EHLO first");
-  }
-  if (spec->needsMail && !inTransaction_) {
-    co_return error("503 5.5.1 Error: need MAIL command");
-  }
-  if (spec->needsRcpt && rcpts_ == 0) {
-    co_return error("554 5.5.1 Error: no valid recipients");
+  if (auto refusal = outOfOrder(command.verb)) {
+    co_return error(*refusal);
   }
   switch (command.verb) {
     case Verb::Helo:
@@ -362,6 +379,42 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
     default:
       co_return error("502 5.5.1 Error: command not implemented");
   }
+}
+
+std::optional<std::string_view> SmtpSession::outOfOrder(Verb verb) const {
+  if (refusedAtConnect_ && verb != Verb::Quit) {
+    return "503 5.7.0 Error: access denied, send QUIT";
+  }
+  const CommandSpec* spec = specFor(verb);
+  if (spec == nullptr) {
+    return "500 5.5.2 Error: command not recognized";
+  }
+  if (spec->needsHelo && !heloSeen_) {
+    return "503 5.5.1 Error: send HELO/EHLO first";
+  }
+  if (spec->needsMail && !inTransaction_) {
+    return "503 5.5.1 Error: need MAIL command";
+  }
+  if (spec->needsRcpt && rcpts_ == 0) {
+    return "554 5.5.1 Error: no valid recipients";
+  }
+  // RFC 3030 section 2: a transaction that began sending BDAT chunks ends
+  // with the LAST one (or RSET); Postfix's wording.
+  if (chunks_ && verb == Verb::Data) {
+    return "503 5.5.1 Error: DATA after BDAT";
+  }
+  if (chunks_ && verb == Verb::Rcpt) {
+    return "503 5.5.1 Error: RCPT after BDAT";
+  }
+  return std::nullopt;
+}
+
+SmtpSession::Next SmtpSession::refuseSyntax(const ParsedCommand& command) {
+  if (command.verb == Verb::Bdat) {
+    reply(replyFor(command.error));  // 521: its chunk's length is in doubt
+    return Next::Close;
+  }
+  return error(replyFor(command.error).line());
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& command,
@@ -468,37 +521,93 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& comm
 
 asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
   reply("354 End data with <CR><LF>.<CR><LF>");
-  DataLimits limits;
-  limits.maxSize = sizeLimit_ ? sizeLimit_ : UINT64_MAX;
-  limits.bareLines = settings_.bareLines;
-  DataFramer framer(limits);
-  SpillSink message(settings_.messageMemoryLimit, settings_.spoolDirectory);
+  HeldMessage message(settings_, sizeLimit_, Framing::DotTerminated);
   auto deadline = std::chrono::steady_clock::now() + settings_.dataTimeout;
   for (;;) {
-    ParseResult r = framer.feed(inbuf_, message);
+    ParseResult r = message.framer.feed(inbuf_, message.sink);
     inbuf_.erase(0, r.consumed);
     if (r.status == ParseStatus::Complete) {
       break;
     }
-    auto left = deadline - std::chrono::steady_clock::now();
-    if (!co_await flush() || left <= Duration::zero() ||
-        !co_await fill(std::min<Duration>(left, settings_.commandTimeout))) {
-      co_await resetBackend();  // client gone mid-DATA: nothing is delivered
-      endTransaction();
+    if (!co_await awaitMessageBytes(deadline)) {
+      co_await resetTransaction();  // client gone mid-DATA: nothing is delivered
       co_return Next::Close;
     }
   }
-  if (framer.error() != DataError::None || message.failed()) {
-    co_await resetBackend();
-    endTransaction();
-    co_return error(message.failed() ? "452 4.3.1 Error: insufficient system storage"
-                                     : replyFor(framer.error()).line());
+  co_return co_await deliverHeld(message);
+}
+
+// RFC 3030. Whatever the reply, the chunk's bytes follow the command: they
+// are read first (and thrown away if the command is refused), so that none
+// of them is ever taken for a command. A chunk that fails (size, bare line
+// end, storage) ends the transaction; chunks the client pipelined behind it
+// then meet "need MAIL command", their bytes thrown away in turn.
+asio::awaitable<SmtpSession::Next> SmtpSession::onBdat(const ParsedCommand& command) {
+  std::optional<std::string_view> refusal = outOfOrder(Verb::Bdat);
+  if (!refusal && !esmtp_) {
+    refusal = "503 5.5.1 Error: send EHLO first";  // CHUNKING is an ESMTP extension
   }
-  std::string_view whole = message.view();
-  if (message.failed()) {
-    co_await resetBackend();
-    endTransaction();
-    co_return error("452 4.3.1 Error: insufficient system storage");
+  if (refusal) {
+    if (!co_await receiveChunk(command.chunkSize, nullptr)) {
+      co_return Next::Close;
+    }
+    co_return error(*refusal);
+  }
+  if (!chunks_) {
+    chunks_ = std::make_unique<HeldMessage>(settings_, sizeLimit_, Framing::Chunks);
+  }
+  if (!co_await receiveChunk(command.chunkSize, chunks_.get())) {
+    co_await resetTransaction();  // client gone mid-message: nothing is delivered
+    co_return Next::Close;
+  }
+  if (auto failed = chunks_->refusal()) {
+    co_await resetTransaction();
+    co_return error(*failed);
+  }
+  if (!command.lastChunk) {
+    reply(fmt::format("250 2.0.0 Ok: {} bytes", command.chunkSize));
+    co_return Next::Continue;
+  }
+  std::unique_ptr<HeldMessage> message = std::move(chunks_);
+  message->framer.finish(message->sink);
+  co_return co_await deliverHeld(*message);
+}
+
+asio::awaitable<bool> SmtpSession::receiveChunk(std::uint64_t size, HeldMessage* into) {
+  const auto deadline = std::chrono::steady_clock::now() + settings_.dataTimeout;
+  for (;;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(size, inbuf_.size()));
+    if (into != nullptr) {
+      into->framer.feed(std::string_view(inbuf_).substr(0, n), into->sink);
+    }
+    inbuf_.erase(0, n);
+    size -= n;
+    if (size == 0) {
+      co_return true;
+    }
+    if (!co_await awaitMessageBytes(deadline)) {
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<bool> SmtpSession::awaitMessageBytes(
+    std::chrono::steady_clock::time_point deadline) {
+  if (!co_await flush()) {
+    co_return false;
+  }
+  auto left = deadline - std::chrono::steady_clock::now();
+  if (left <= Duration::zero()) {
+    co_return false;
+  }
+  co_return co_await fill(std::min<Duration>(left, settings_.commandTimeout));
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::deliverHeld(HeldMessage& message) {
+  std::string_view whole = message.sink.view();  // maps a spilled message: may fail too
+  if (auto refusal = message.refusal()) {
+    co_await resetTransaction();
+    co_return error(*refusal);
   }
   co_return co_await relayMessage(whole);
 }
@@ -682,6 +791,7 @@ asio::awaitable<void> SmtpSession::resetBackend() {
 
 void SmtpSession::endTransaction() {
   inTransaction_ = false;
+  chunks_.reset();
   smtputf8_ = false;
   rcpts_ = 0;
   policy_.onReset();

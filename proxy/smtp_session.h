@@ -4,10 +4,11 @@
 /// Speaks RFC 5321 to the client, asks the Policy at every stage, and relays
 /// what the Policy lets through to the backend over a BackendClient, opened
 /// at the session's first MAIL. The invariant: the client hears 250 for a
-/// message only after the backend said 250 for it. The message is held in
-/// memory (bounded by the size limit), checked at end of DATA, and written
-/// to the backend by the proxy itself, re-dot-stuffed with CRLF line ends, so
-/// the backend never sees a different end of data than the proxy saw.
+/// message only after the backend said 250 for it. The message, by DATA or
+/// by BDAT chunks (RFC 3030), is held (memory, then a temporary file; bounded
+/// by the size limit), checked at its end, and written to the backend by the
+/// proxy itself, by BDAT or re-dot-stuffed DATA with CRLF line ends, so the
+/// backend never sees a different end of data than the proxy saw.
 ///
 /// Lifetime: created by the Server for an accepted socket, runs on the one
 /// thread of its io_context (so its handlers never run concurrently), ends when the client quits,
@@ -44,6 +45,8 @@ struct Peer {
   std::uint16_t localPort = 0;
 };
 
+struct HeldMessage;
+
 class SmtpSession {
  public:
   /// `backends`: the pool of the io_context `socket` belongs to. The socket
@@ -75,6 +78,21 @@ class SmtpSession {
   asio::awaitable<Next> onMail(const ParsedCommand& command, const std::string& line);
   asio::awaitable<Next> onRcpt(const ParsedCommand& command, const std::string& line);
   asio::awaitable<Next> onData();
+  asio::awaitable<Next> onBdat(const ParsedCommand& command);
+  /// Reads exactly `size` bytes of a BDAT chunk into `into` (nullptr: they
+  /// are thrown away); false if the client went away or took too long.
+  asio::awaitable<bool> receiveChunk(std::uint64_t size, HeldMessage* into);
+  /// More of a message: answers what is pending, then reads within the
+  /// message's deadline (each read within the command timeout); false if
+  /// the client went away or took too long.
+  asio::awaitable<bool> awaitMessageBytes(std::chrono::steady_clock::time_point deadline);
+  /// The end of a held message: refused if its content or storage failed,
+  /// else checked and relayed.
+  asio::awaitable<Next> deliverHeld(HeldMessage& message);
+  /// Why `verb` may not run now (its reply), or nullopt.
+  std::optional<std::string_view> outOfOrder(Verb verb) const;
+  /// A command that did not parse: its reply; a BDAT's closes the session.
+  Next refuseSyntax(const ParsedCommand& command);
   asio::awaitable<Next> onRset();
   asio::awaitable<Next> onStartTls(const ParsedCommand& command);
   std::string traceHeader() const;
@@ -120,6 +138,8 @@ class SmtpSession {
   std::uint16_t localPort_ = 0;
   policies::Policy policy_;
   std::unique_ptr<BackendClient> backend_;
+  /// The message of a BDAT transaction, from its first chunk to the LAST.
+  std::unique_ptr<HeldMessage> chunks_;
   std::vector<std::string> extensions_;
   std::string inbuf_;
   std::string outbuf_;

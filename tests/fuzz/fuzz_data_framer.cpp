@@ -1,8 +1,9 @@
-// Fuzz target: DataFramer and DotStuffer. The first byte picks the limits and
-// the bare-line policy; the rest is DATA. Invariants: the same result however
-// the input is chunked; output bounded by maxSize; nothing consumed after
-// the terminator; and a message framed without error, dot-stuffed and framed
-// again comes back identical, as exactly one message.
+// Fuzz target: DataFramer and DotStuffer. The first byte picks the limits,
+// the bare-line policy and the framing (DATA or BDAT chunks); the rest is the
+// client's bytes. Invariants: the same result however the input is chunked;
+// output bounded by maxSize; nothing consumed after the terminator (DATA),
+// everything consumed (BDAT); and a message framed without error, dot-stuffed
+// and framed again as DATA comes back identical, as exactly one message.
 
 #include <string>
 
@@ -22,8 +23,9 @@ struct Result {
   bool operator==(const Result&) const = default;
 };
 
-Result frame(const std::vector<std::string_view>& chunks, const DataLimits& limits) {
-  DataFramer framer(limits);
+Result frame(const std::vector<std::string_view>& chunks, const DataLimits& limits,
+             Framing framing = Framing::DotTerminated) {
+  DataFramer framer(limits, framing);
   StringSink sink;
   Result r;
   for (std::string_view chunk : chunks) {
@@ -36,6 +38,11 @@ Result frame(const std::vector<std::string_view>& chunks, const DataLimits& limi
       break;
     }
     FUZZ_CHECK(p.consumed == chunk.size());
+  }
+  if (framing == Framing::Chunks) {
+    FUZZ_CHECK(!r.complete);
+    framer.finish(sink);
+    r.complete = framer.complete();
   }
   r.message = sink.data();
   r.error = framer.error();
@@ -57,10 +64,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.bareLines = (knobs & 1) != 0 ? BareLinePolicy::Normalize : BareLinePolicy::Reject;
   limits.maxSize = (knobs & 2) != 0 ? 64 : 1 << 20;
   limits.maxLine = (knobs & 4) != 0 ? 16 : 1 << 20;
+  const Framing framing = (knobs & 8) != 0 ? Framing::Chunks : Framing::DotTerminated;
 
-  Result whole = frame({input}, limits);
-  FUZZ_CHECK(frame(smtpgate::fuzz::chunked(input, knobs), limits) == whole);
-  if (whole.complete) {
+  Result whole = frame({input}, limits, framing);
+  FUZZ_CHECK(frame(smtpgate::fuzz::chunked(input, knobs), limits, framing) == whole);
+  if (framing == Framing::Chunks) {
+    FUZZ_CHECK(whole.complete && whole.consumed == input.size());
+    FUZZ_CHECK(whole.error != DataError::None || whole.message.empty() ||
+               whole.message.ends_with("\r\n"));
+  } else if (whole.complete) {
     std::string_view end = input.substr(0, whole.consumed);
     FUZZ_CHECK(end.size() >= 3 && end.substr(end.size() - 3) == ".\r\n");
     FUZZ_CHECK(end.size() == 3 || (end.size() >= 5 && end.substr(end.size() - 5) == "\r\n.\r\n"));

@@ -961,6 +961,149 @@ TEST_CASE("proxy: pipelined commands are answered in order", "[proxy]") {
   CHECK(recipients == std::vector<std::string>{"postmaster@example.com", "user@example.com"});
 }
 
+namespace {
+
+/// A message by BDAT (RFC 3030) in three chunks, all in one write: a CRLF
+/// split across two chunks, a line that is a lone ".", a line with two dots
+/// and text that reads like commands. None of it is an end or a command;
+/// all of it reaches the mailbox as it was sent.
+constexpr std::string_view kChunk1 = "Subject: chunked\r\n\r\nfirst line\r";
+constexpr std::string_view kChunk2 = "\n.\r\nMAIL FROM:<evil@evil.test>\r\n..two dots\r\n";
+constexpr std::string_view kChunk3 = "last line";  // no CRLF: the proxy ends the line
+constexpr std::string_view kChunkedContent =
+    "first line\n.\nMAIL FROM:<evil@evil.test>\n..two dots\nlast line\n";
+
+std::string bdat(std::string_view chunk, bool last = false) {
+  return "BDAT " + std::to_string(chunk.size()) + (last ? " LAST" : "") + "\r\n" +
+         std::string(chunk);
+}
+
+/// Sends kChunk1..3 by BDAT through the proxy; Postfix's end-of-session line.
+std::string deliverInChunks(ProxiedPostfix& gate) {
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  client.connect(gate.proxy().host(), gate.proxy().port(), deadline);
+  REQUIRE(client.readBanner(deadline).code == 220);
+  SmtpReply ehlo = client.command("EHLO client.test", deadline);
+  REQUIRE(ehlo.code == 250);
+  CHECK_THAT(ehlo.raw, Catch::Contains("250-CHUNKING\r\n"));
+  client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" + bdat(kChunk1) +
+              bdat(kChunk2) + bdat(kChunk3, true) + "QUIT\r\n");
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  CHECK(expectReply(client, 250, deadline).text() ==
+        "2.0.0 Ok: " + std::to_string(kChunk1.size()) + " bytes");
+  CHECK(expectReply(client, 250, deadline).text() ==
+        "2.0.0 Ok: " + std::to_string(kChunk2.size()) + " bytes");
+  CHECK_FALSE(queuedAs(expectReply(client, 250, deadline).raw).empty());
+  expectReply(client, 221, deadline);
+
+  REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
+  auto messages = gate.postfix().sink().messages();
+  REQUIRE(messages.size() == 1);
+  INFO(messages[0].data);
+  CHECK_THAT(messages[0].data, Catch::EndsWith(std::string(kChunkedContent)));
+  CHECK(messages[0].sender == "sender@example.org");
+  auto sessions = waitForMailSessions(
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 1; });
+  REQUIRE(sessions.size() == 1);
+  CHECK(commandCount(sessions[0], "mail") == 1);
+  return sessions[0];
+}
+
+}  // namespace
+
+TEST_CASE("proxy: a message by BDAT chunks reaches Postfix as the client sent it",
+          "[proxy][bdat]") {
+  SKIP_WITHOUT_POSTFIX();
+  SECTION("Postfix with CHUNKING: one BDAT") {
+    ProxiedPostfix gate;
+    std::string session = deliverInChunks(gate);
+    INFO(session);
+    CHECK(commandCount(session, "bdat") == 1);
+    CHECK(commandCount(session, "data") == 0);
+  }
+  SECTION("Postfix without CHUNKING: DATA, dot-stuffed by the proxy") {
+    ProxiedPostfix gate({}, backendWithoutChunking());
+    std::string session = deliverInChunks(gate);
+    INFO(session);
+    CHECK(commandCount(session, "data") == 1);
+    CHECK(commandCount(session, "bdat") == 0);
+  }
+}
+
+TEST_CASE("proxy: a refused BDAT's chunk is read and thrown away, never run as commands",
+          "[proxy][bdat]") {
+  SKIP_WITHOUT_POSTFIX();
+  SmtpgateOptions options = withRules(kStageRules);
+  options.proxy = {{"max_message_size", "1000"}};
+  ProxiedPostfix gate(options);
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, gate.proxy(), "client.test", deadline);
+
+  // Before MAIL: refused, and the chunk (which reads like a whole
+  // transaction) is not executed: the next reply answers NOOP.
+  const std::string commands =
+      "MAIL FROM:<evil@evil.test>\r\nRCPT TO:<user@example.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+  client.send(bdat(commands, true) + "NOOP\r\n");
+  CHECK(expectReply(client, 503, deadline).text() == "5.5.1 Error: need MAIL command");
+  CHECK(expectReply(client, 250, deadline).text() == "2.0.0 Ok");
+
+  // Over the size limit: 552 for that chunk, which ends the transaction;
+  // the chunk pipelined behind it is thrown away too (RFC 3030 section 2).
+  client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" +
+              bdat("Subject: big\r\n\r\n" + std::string(1200, 'x') + "\r\n") +
+              bdat(commands, true) + "NOOP\r\n");
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  CHECK(expectReply(client, 552, deadline).text() ==
+        "5.3.4 Message size exceeds fixed maximum message size");
+  CHECK(expectReply(client, 503, deadline).text() == "5.5.1 Error: need MAIL command");
+  CHECK(expectReply(client, 250, deadline).text() == "2.0.0 Ok");
+
+  // A bare LF is refused as in DATA; a rule refuses at data as in DATA.
+  client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" +
+              bdat("Subject: bare\r\n\r\nbare\nline\r\n", true));
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  CHECK(expectReply(client, 550, deadline).text() == "5.5.2 Error: bare <LF> received");
+  client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" +
+              bdat("Subject: REFUSE-ME\r\n\r\nbody\r\n", true));
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  CHECK(expectReply(client, 550, deadline).text() == "5.7.1 Message refused by rule bad-subject");
+
+  // DATA in the middle of a BDAT transaction is out of order.
+  client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" +
+              bdat("Subject: half\r\n") + "DATA\r\nRSET\r\n");
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  expectReply(client, 250, deadline);
+  CHECK(expectReply(client, 503, deadline).text() == "5.5.1 Error: DATA after BDAT");
+  expectReply(client, 250, deadline);
+
+  // A BDAT whose size does not parse: where its chunk ends is unknown, so
+  // the session ends (521) rather than read message text as commands.
+  client.send("BDAT 12x\r\nQUIT\r\n");
+  CHECK(expectReply(client, 521, deadline).text() == "5.5.4 Syntax: BDAT count [LAST]");
+  CHECK(client.waitForClose(deadline));
+
+  // Nothing was delivered, and Postfix never saw a message or a smuggled MAIL.
+  auto sessions = waitForMailSessions(
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "mail") >= 4; });
+  std::string all;
+  for (const auto& line : sessions) {
+    all += line + "\n";
+  }
+  INFO(all);
+  CHECK(totalCount(sessions, "mail") == 4);
+  CHECK(totalCount(sessions, "bdat") == 0);
+  CHECK(totalCount(sessions, "data") == 0);
+  CHECK(gate.postfix().logLines(std::regex("evil\\.test")).empty());
+  CHECK(gate.postfix().sink().messages().empty());
+}
+
 TEST_CASE("proxy: a backend given by host name is resolved, each address tried in turn",
           "[proxy]") {
   SKIP_WITHOUT_POSTFIX();

@@ -282,6 +282,80 @@ TEST_CASE("DataFramer: a large message goes to the sink in bounded pieces", "[pr
   CHECK(sink.largest < 64 * 1024 + line.size());
 }
 
+/// BDAT: the chunks' bytes, fed as they come, then finish().
+Framed frameChunks(const std::vector<std::string_view>& chunks, DataLimits limits = {}) {
+  DataFramer framer(limits, Framing::Chunks);
+  StringSink sink;
+  Framed f;
+  for (std::string_view chunk : chunks) {
+    ParseResult r = framer.feed(chunk, sink);
+    REQUIRE(r == ParseResult{ParseStatus::NeedMore, chunk.size()});  // all of it, never an end
+    f.consumed += r.consumed;
+  }
+  REQUIRE_FALSE(framer.complete());
+  framer.finish(sink);
+  f.complete = framer.complete();
+  f.message = sink.data();
+  f.error = framer.error();
+  f.bytesIn = framer.bytesIn();
+  f.bytesOut = framer.bytesOut();
+  REQUIRE(f.bytesOut == f.message.size());
+  return f;
+}
+
+TEST_CASE("DataFramer (BDAT chunks): no dot-stuffing, no terminator, CRLF at the end",
+          "[proxy][data][bdat]") {
+  const std::vector<Case> cases = {
+      {"simple", "Subject: hi\r\n\r\nbody\r\n", "Subject: hi\r\n\r\nbody\r\n", 21},
+      {"empty message", "", "", 0},
+      {"dots are content", ".\r\n..\r\n.x\r\n", ".\r\n..\r\n.x\r\n", 11},
+      {"a DATA end is content", "a\r\n.\r\nMAIL FROM:<x@y>\r\n", "a\r\n.\r\nMAIL FROM:<x@y>\r\n",
+       23},
+      {"last line without CRLF gets one", "a\r\nlast", "a\r\nlast\r\n", 7},
+      {"8-bit and NUL are content", std::string("\xC3\xA9\0z\r\n", 6),
+       std::string("\xC3\xA9\0z\r\n", 6), 6},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name << ": " << visible(c.input));
+    for (DataLimits limits : {DataLimits{}, normalize()}) {
+      Framed whole = frameChunks({c.input}, limits);
+      CHECK(whole.complete);
+      CHECK(whole.error == DataError::None);
+      CHECK(visible(whole.message) == visible(c.message));
+      CHECK(whole.consumed == c.consumed);
+      // However the client cut it into chunks: a CRLF split between two
+      // is still a line end.
+      std::string_view in(c.input);
+      for (std::size_t i = 0; i <= in.size(); ++i) {
+        INFO("split at " << i);
+        REQUIRE(frameChunks({in.substr(0, i), in.substr(i)}, limits) == whole);
+      }
+      REQUIRE(frameChunks(test::byteChunks(c.input), limits) == whole);
+    }
+  }
+}
+
+TEST_CASE("DataFramer (BDAT chunks): bare line ends and limits as in DATA", "[proxy][data][bdat]") {
+  CHECK(frameChunks({"a\nb\r\n"}).error == DataError::BareLf);
+  CHECK(frameChunks({"a\rb\r\n"}).error == DataError::BareCr);
+  CHECK(frameChunks({"a\r\nb\r"}).error == DataError::BareCr);  // a CR that ends the message
+  CHECK(frameChunks({"a\r\nb\r", "x"}).error == DataError::BareCr);
+  Framed normalized = frameChunks({"a\nb\r", "c\r"}, normalize());
+  CHECK(normalized.error == DataError::None);
+  CHECK(visible(normalized.message) == visible("a\r\nb\r\nc\r\n"));
+
+  DataLimits small;
+  small.maxSize = 8;
+  Framed big = frameChunks({"12345\r\n", "67\r\n"}, small);
+  CHECK(big.error == DataError::TooBig);
+  CHECK(big.message == "12345\r\n6");                                 // stops exactly at the limit
+  CHECK(frameChunks({"123456"}, small).error == DataError::None);     // 8 with the CRLF added
+  CHECK(frameChunks({"1234567"}, small).error == DataError::TooBig);  // 9 with it
+  DataLimits shortLines;
+  shortLines.maxLine = 4;
+  CHECK(frameChunks({"12", "345\r\n"}, shortLines).error == DataError::LineTooLong);
+}
+
 TEST_CASE("replyFor(DataError)", "[proxy][data]") {
   CHECK(replyFor(DataError::BareLf).line() == "550 5.5.2 Error: bare <LF> received");
   CHECK(replyFor(DataError::BareCr).line() == "550 5.5.2 Error: bare <CR> received");
