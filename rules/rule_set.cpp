@@ -478,8 +478,11 @@ void RuleSetBuilder::assignRegexGroups(Condition& c, Stage stage, RuleSet::Compi
     return g.stage == stage && g.field == c.field;
   });
   if (it == groups.end()) {
-    groups.push_back(
-        RegexGroup{stage, c.field, std::make_unique<RE2::Set>(regexOptions(), RE2::UNANCHORED)});
+    RegexGroup group;
+    group.stage = stage;
+    group.field = c.field;
+    group.set = std::make_unique<RE2::Set>(regexOptions(), RE2::UNANCHORED);
+    groups.push_back(std::move(group));
     it = std::prev(groups.end());
   }
   c.regexGroup = static_cast<std::size_t>(it - groups.begin());
