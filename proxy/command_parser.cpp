@@ -83,7 +83,9 @@ struct ReplySpec {
 constexpr std::array kReplies = {
     ReplySpec{SyntaxError::None, 250, {2, 0, 0}, "Ok"},
     ReplySpec{SyntaxError::EmptyCommand, 500, {5, 5, 2}, "Error: bad syntax"},
-    ReplySpec{SyntaxError::UnknownCommand, 502, {5, 5, 2}, "Error: command not recognized"},
+    // 500, not Postfix's 502: RFC 5321 4.2.4 has 500 for "command unrecognized"
+    // and 502 for a known command that is not implemented.
+    ReplySpec{SyntaxError::UnknownCommand, 500, {5, 5, 2}, "Error: command not recognized"},
     ReplySpec{SyntaxError::BadCharacter, 500, {5, 5, 2}, "Error: control character in command"},
     ReplySpec{SyntaxError::MissingArgument, 501, {5, 5, 4}, "Syntax error: argument required"},
     ReplySpec{SyntaxError::UnexpectedArgument, 501, {5, 5, 4}, "Syntax error: no argument allowed"},

@@ -376,8 +376,12 @@ asio::awaitable<SmtpSession::Next> SmtpSession::dispatch(const ParsedCommand& co
       co_return co_await onStartTls(command);
     case Verb::Auth:
       co_return error("503 5.5.1 Error: authentication not enabled");
-    default:
-      co_return error("502 5.5.1 Error: command not implemented");
+    case Verb::Expn:
+      // Refused on purpose: it would hand list members to address harvesters
+      // (RFC 5321 section 7.3), and the backend is not asked.
+      co_return error("502 5.5.1 EXPN command is disabled");
+    default:  // verbs handled before the switch (BDAT) or without a table entry
+      co_return error("500 5.5.2 Error: command not recognized");
   }
 }
 

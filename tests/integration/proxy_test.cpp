@@ -961,6 +961,39 @@ TEST_CASE("proxy: pipelined commands are answered in order", "[proxy]") {
   CHECK(recipients == std::vector<std::string>{"postmaster@example.com", "user@example.com"});
 }
 
+TEST_CASE("proxy: the session's commands and errors get RFC 5321's replies, then 421", "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  SmtpgateOptions options;
+  options.proxy = {{"max_errors", "6"}};
+  ProxiedPostfix gate(options);
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  client.connect(gate.proxy().host(), gate.proxy().port(), deadline);
+  REQUIRE(client.readBanner(deadline).code == 220);
+  auto replyTo = [&](const std::string& line) {
+    SmtpReply reply = client.command(line, deadline);
+    INFO(line << " -> " << reply.raw);
+    return std::to_string(reply.code) + " " + reply.text();
+  };
+  // Served without EHLO, counted as no error.
+  CHECK_THAT(replyTo("HELP"), Catch::StartsWith("214 2.0.0"));
+  CHECK_THAT(replyTo("VRFY user@example.com"), Catch::StartsWith("252 2.0.0"));
+  CHECK(replyTo("NOOP") == "250 2.0.0 Ok");
+  CHECK(replyTo("RSET") == "250 2.0.0 Ok");
+  // Six errors, each with its own reply; the sixth ends the session.
+  CHECK(replyTo("MAIL FROM:<sender@example.org>") == "503 5.5.1 Error: send HELO/EHLO first");
+  CHECK(replyTo("FROB x") == "500 5.5.2 Error: command not recognized");
+  CHECK(replyTo("EXPN staff") == "502 5.5.1 EXPN command is disabled");
+  REQUIRE(replyTo("EHLO client.test").starts_with("250 "));
+  CHECK(replyTo("MAIL FROM:sender@example.org") == "501 5.5.4 Syntax: MAIL FROM:<address>");
+  CHECK(replyTo("RCPT TO:<user@example.com>") == "503 5.5.1 Error: need MAIL command");
+  client.send("NOOP " + std::string(3000, 'x') + "\r\n");
+  CHECK(expectReply(client, 500, deadline).text() == "5.5.2 Error: line too long");
+  SmtpReply last = expectReply(client, 421, deadline);
+  CHECK_THAT(last.text(), Catch::EndsWith("Error: too many errors"));
+  CHECK(client.waitForClose(deadline));
+}
+
 namespace {
 
 /// A message by BDAT (RFC 3030) in three chunks, all in one write: a CRLF

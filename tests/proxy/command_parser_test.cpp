@@ -319,7 +319,7 @@ TEST_CASE("replyFor(SyntaxError): class and enhanced code agree", "[proxy][comma
     CHECK(reply.esc.klass == 5);
     CHECK_FALSE(reply.text.empty());
   }
-  CHECK(replyFor(SyntaxError::UnknownCommand).line() == "502 5.5.2 Error: command not recognized");
+  CHECK(replyFor(SyntaxError::UnknownCommand).line() == "500 5.5.2 Error: command not recognized");
   CHECK(replyFor(SyntaxError::UnsupportedParameter).line() == "555 5.5.4 Unsupported parameter");
 }
 
