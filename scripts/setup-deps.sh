@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential cmake pkg-config ccache ninja-build clang-format
+  # libFuzzer (clang's -fsanitize=fuzzer) for the fuzz stage of scripts/test.sh
+  clang
   # libraries (DESIGN.md: Boost 1.81 for C++20 awaitables; never libboost-dev beside it)
   libboost1.81-dev libssl-dev libre2-dev libopendkim-dev libmilter-dev
   libunbound-dev libevent-dev libgmime-3.0-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
