@@ -44,6 +44,32 @@ std::shared_ptr<boost::asio::ssl::context> makeTlsContext(const policies::ProxyC
   return tls;
 }
 
+/// The client context for STARTTLS to the backend: TLS 1.2 and later; for
+/// "verify" the configured CAs, or the system's. nullptr with a message on
+/// failure.
+std::shared_ptr<boost::asio::ssl::context> makeBackendTlsContext(
+    const policies::ProxyConfig& proxy) {
+  namespace ssl = boost::asio::ssl;
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+  boost::system::error_code ec;
+  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  if (!ec && proxy.backendTls == policies::BackendTlsLevel::Verify) {
+    if (proxy.backendTlsCaFile.empty()) {
+      tls->set_default_verify_paths(ec);
+    } else {
+      tls->load_verify_file(proxy.backendTlsCaFile, ec);
+    }
+  }
+  if (ec) {
+    fmt::print(stderr, "smtpgate proxy: backend TLS: {}{}\n",
+               proxy.backendTlsCaFile.empty() ? "" : proxy.backendTlsCaFile + ": ", ec.message());
+    return nullptr;
+  }
+  return tls;
+}
+
 int runProxy(const ProxyOptions& options) {
   keepMessageMemory();
   rules::Diagnostics diags;
@@ -63,6 +89,12 @@ int runProxy(const ProxyOptions& options) {
   auto reload = reloaderFor(options.config, watch.get());
   auto settings = proxy::settingsFrom(loaded->config);
   settings.policy.resolver = loaded->resolver;
+  if (settings.backend.tls != proxy::BackendTls::None) {
+    settings.backend.tlsContext = makeBackendTlsContext(loaded->config.proxy);
+    if (!settings.backend.tlsContext) {
+      return kExitConfig;
+    }
+  }
   const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins
   proxy::Server server(std::move(settings), loaded->rules, log.get(), reload, threads);
   if (!loaded->config.proxy.tlsCertificate.empty()) {

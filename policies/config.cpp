@@ -539,6 +539,34 @@ void applyProxyBareNewlines(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
+void applyProxyBackendTls(Ctx& c, const toml::node& n, Config& cfg) {
+  auto v = getString(c, n, "proxy.backend_tls");
+  if (!v) {
+    return;
+  }
+  static constexpr std::pair<std::string_view, BackendTlsLevel> kLevels[] = {
+      {"none", BackendTlsLevel::None},
+      {"may", BackendTlsLevel::May},
+      {"encrypt", BackendTlsLevel::Encrypt},
+      {"verify", BackendTlsLevel::Verify},
+  };
+  for (const auto& [name, level] : kLevels) {
+    if (*v == name) {
+      cfg.proxy.backendTls = level;
+      return;
+    }
+  }
+  c.error(
+      n.source(),
+      "proxy.backend_tls: must be \"none\", \"may\", \"encrypt\" or \"verify\", got " + quote(*v));
+}
+
+void applyProxyBackendTlsCaFile(Ctx& c, const toml::node& n, Config& cfg) {
+  if (auto v = getString(c, n, "proxy.backend_tls_ca_file")) {
+    cfg.proxy.backendTlsCaFile = c.resolve(*v);
+  }
+}
+
 void applyProxyProxyProtocol(Ctx& c, const toml::node& n, Config& cfg) {
   if (const auto* b = n.as_boolean()) {
     cfg.proxy.proxyProtocol = b->get();
@@ -590,6 +618,13 @@ void finishProxyProtocol(Ctx& c, const toml::table& t) {
 // Settings that only make sense together.
 void finishProxy(Ctx& c, const toml::table& t) {
   finishProxyProtocol(c, t);
+  const toml::node* caFile = t.get("backend_tls_ca_file");
+  const toml::node* level = t.get("backend_tls");
+  if (caFile != nullptr &&
+      (level == nullptr || level->value_or(std::string_view()) != std::string_view("verify"))) {
+    c.warning(caFile->source(),
+              "proxy.backend_tls_ca_file has no effect unless proxy.backend_tls = \"verify\"");
+  }
   const toml::node* cert = t.get("tls_certificate");
   const toml::node* key = t.get("tls_key");
   if (cert != nullptr && key == nullptr) {
@@ -784,6 +819,8 @@ constexpr KeySpec kProxyKeys[] = {
     {"max_message_size", applyProxyMaxMessageSize},
     {"tls_certificate", applyProxyTlsCertificate},
     {"tls_key", applyProxyTlsKey},
+    {"backend_tls", applyProxyBackendTls},
+    {"backend_tls_ca_file", applyProxyBackendTlsCaFile},
     {"max_recipients", applyCount<kMaxRecipients>},
     {"max_errors", applyCount<kMaxErrors>},
     {"command_timeout", applyDurationKey<kCommandTimeout>},

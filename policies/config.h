@@ -57,6 +57,10 @@ struct ValueOrigin {
 /// What the proxy does with a bare LF or bare CR in DATA (proxy::BareLinePolicy).
 enum class BareNewlines { Reject, Normalize };
 
+/// TLS from the proxy to its backend (proxy::BackendTls), by the names of
+/// Postfix's smtp_tls_security_level.
+enum class BackendTlsLevel { None, May, Encrypt, Verify };
+
 struct ProxyConfig {
   std::vector<std::string> listen{"127.0.0.1:2525"};
   std::string backend{"127.0.0.1:25"};
@@ -64,6 +68,8 @@ struct ProxyConfig {
   std::string hostname;  ///< default: gethostname()
   std::uint64_t maxMessageSize = 50ull << 20;
   std::string tlsCertificate, tlsKey;
+  BackendTlsLevel backendTls = BackendTlsLevel::None;  ///< [smtp_tls_security_level]
+  std::string backendTlsCaFile;  ///< "verify": trusted CAs; empty: the system's [smtp_tls_CAfile]
 
   // Limits and timeouts. The defaults are those of proxy/limits.h and
   // proxy::ProxySettings (policies/ cannot include proxy/; a test in

@@ -1,9 +1,12 @@
 #include "proxy/backend_client.h"
 
+#include <fmt/core.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <cerrno>
 #include <utility>
 
@@ -58,6 +61,7 @@ void BackendClient::close() {
   boost::system::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+  tls_.reset();
   inbuf_.clear();
   parser_.reset();
 }
@@ -87,6 +91,7 @@ asio::awaitable<std::vector<tcp::endpoint>> BackendClient::endpoints() {
 }
 
 asio::awaitable<bool> BackendClient::connect() {
+  tls_.reset();
   capabilities_.reset();
   byXclient_ = false;
   refused_ = false;
@@ -130,7 +135,12 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::readReply(Duration l
       }
     }
     char buf[4096];
-    IoResult io = co_await readSome(watchdog_, socket_, asio::buffer(buf), limit);
+    IoResult io;  // (if/else rather than ?: around co_await: see send())
+    if (tls_) {
+      io = co_await readSome(watchdog_, *tls_, asio::buffer(buf), limit);
+    } else {
+      io = co_await readSome(watchdog_, socket_, asio::buffer(buf), limit);
+    }
     if (!io.ok()) {
       co_return fail(io.timedOut() ? "backend timed out" : "backend read: " + io.error.message());
     }
@@ -143,12 +153,20 @@ asio::awaitable<bool> BackendClient::write(std::string_view bytes) {
     fail("backend not connected");
     co_return false;
   }
-  IoResult io = co_await writeAll(watchdog_, socket_, bytes, options_.commandTimeout);
+  IoResult io = co_await send(bytes, options_.commandTimeout);
   if (!io.ok()) {
     fail("backend write: " + io.error.message());
     co_return false;
   }
   co_return true;
+}
+
+asio::awaitable<IoResult> BackendClient::send(std::string_view bytes, Duration limit) {
+  // (if/else: g++ 12 runs the wrong arm of `co_return c ? co_await a : co_await b`.)
+  if (tls_) {
+    co_return co_await writeAll(watchdog_, *tls_, bytes, limit);
+  }
+  co_return co_await writeAll(watchdog_, socket_, bytes, limit);
 }
 
 asio::awaitable<std::optional<BackendReply>> BackendClient::command(std::string_view line) {
@@ -205,13 +223,13 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessage(std::str
   for (std::size_t at = 0; ok && at < message.size(); at += kWriteWindow) {
     stuffer.feed(message.substr(at, kWriteWindow), out);
     if (out.size() >= kWriteWindow) {
-      ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+      ok = (co_await send(out, options_.dataTimeout)).ok();
       out.clear();
     }
   }
   if (ok) {
     stuffer.finish(out);
-    ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+    ok = (co_await send(out, options_.dataTimeout)).ok();
   }
   if (!ok) {
     co_return fail("backend write during DATA failed");
@@ -227,11 +245,9 @@ asio::awaitable<std::optional<BackendReply>> BackendClient::sendMessageChunked(
   out += header;
   const std::size_t firstPart = std::min(message.size(), kWriteWindow);
   out += message.substr(0, firstPart);
-  bool ok = (co_await writeAll(watchdog_, socket_, out, options_.dataTimeout)).ok();
+  bool ok = (co_await send(out, options_.dataTimeout)).ok();
   for (std::size_t at = firstPart; ok && at < message.size(); at += kWriteWindow) {
-    ok = (co_await writeAll(watchdog_, socket_, message.substr(at, kWriteWindow),
-                            options_.dataTimeout))
-             .ok();
+    ok = (co_await send(message.substr(at, kWriteWindow), options_.dataTimeout)).ok();
   }
   if (!ok) {
     co_return fail("backend write during BDAT failed");
@@ -296,10 +312,6 @@ asio::awaitable<BackendClient::Introduction> BackendClient::handOver(
 // Without XCLIENT or XFORWARD Postfix sees the proxy as the client, which is
 // why the xclient setting matters.
 asio::awaitable<bool> BackendClient::introduceAfterEhlo(const XclientFields& client) {
-  auto greeted = co_await ownEhlo();
-  if (!greeted) {
-    co_return false;
-  }
   if (!options_.xclient) {
     co_return true;
   }
@@ -316,8 +328,7 @@ asio::awaitable<bool> BackendClient::introduceAfterEhlo(const XclientFields& cli
   co_return true;
 }
 
-asio::awaitable<bool> BackendClient::open(const XclientFields& client,
-                                          const std::optional<std::string>& xclientOffer) {
+asio::awaitable<bool> BackendClient::connectAndReadBanner() {
   if (!co_await connect()) {
     co_return false;
   }
@@ -329,13 +340,109 @@ asio::awaitable<bool> BackendClient::open(const XclientFields& client,
     fail("backend banner: " + banner->render());
     co_return false;
   }
+  co_return true;
+}
+
+asio::awaitable<BackendClient::Greeting> BackendClient::greet(BackendTls level) {
+  // (A named result: g++ 12 mistranslates `!co_await` on a class-type
+  // result, with an illegal instruction at run time.)
+  auto greeted = co_await ownEhlo();
+  if (!greeted) {
+    co_return Greeting::Failed;
+  }
+  if (level == BackendTls::None) {
+    co_return Greeting::Done;
+  }
+  if (!capabilityParams(*capabilities_, "STARTTLS")) {
+    if (level == BackendTls::May) {
+      co_return Greeting::Done;  // opportunistic: plaintext it is
+    }
+    fail("backend offers no STARTTLS, and backend_tls requires it");
+    co_return Greeting::Failed;
+  }
+  co_return co_await startTls(level);
+}
+
+asio::awaitable<BackendClient::Greeting> BackendClient::startTls(BackendTls level) {
+  auto reply = co_await command("STARTTLS");
+  if (!reply) {
+    co_return Greeting::Failed;
+  }
+  if (reply->code != 220) {
+    if (level == BackendTls::May) {
+      co_return Greeting::Done;  // the session goes on in plaintext
+    }
+    fail("backend refused STARTTLS: " + reply->render());
+    co_return Greeting::Failed;
+  }
+  // Bytes after the 220 came in plaintext, from anyone on the path (the
+  // client side of CVE-2011-0411): they are not read as TLS-protected replies.
+  inbuf_.clear();
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *options_.tlsContext);
+  boost::system::error_code notAnAddress;
+  asio::ip::make_address(options_.host, notAnAddress);
+  if (notAnAddress) {
+    SSL_set_tlsext_host_name(tls_->native_handle(), options_.host.c_str());  // SNI
+  }
+  if (level == BackendTls::Verify) {
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    tls_->set_verify_callback(asio::ssl::host_name_verification(options_.host));
+  } else {
+    tls_->set_verify_mode(asio::ssl::verify_none);
+  }
+  auto error = co_await withinNoBytes(
+      watchdog_, tls_->async_handshake(asio::ssl::stream_base::client, kUseTuple),
+      options_.connectTimeout);
+  if (error) {
+    fail("TLS handshake with the backend: " + error.message());
+    co_return level == BackendTls::May ? Greeting::TlsFailed : Greeting::Failed;
+  }
+  // RFC 3207 section 4.2: what the EHLO before STARTTLS said is forgotten.
+  auto greeted = co_await ownEhlo();
+  if (!greeted) {
+    co_return Greeting::Failed;
+  }
+  co_return Greeting::Done;
+}
+
+asio::awaitable<bool> BackendClient::connectAndGreet() {
+  if (!co_await connectAndReadBanner()) {
+    co_return false;
+  }
+  Greeting greeting = co_await greet(options_.tls);
+  if (greeting == Greeting::TlsFailed) {
+    // Postfix's "may": a TLS failure is no reason not to deliver; a new
+    // connection, in plaintext.
+    fmt::print(stderr, "smtpgate: backend {}:{}: {}; going on without TLS\n", options_.host,
+               options_.port, lastError_);
+    if (!co_await connectAndReadBanner()) {
+      co_return false;
+    }
+    greeting = co_await greet(BackendTls::None);
+  }
+  co_return greeting == Greeting::Done;
+}
+
+asio::awaitable<bool> BackendClient::open(const XclientFields& client,
+                                          const std::optional<std::string>& xclientOffer) {
   const std::set<std::string> offer{xclientOffer.value_or(std::string())};
-  if (options_.xclient && xclientTakesAddress(offer)) {
+  // With the backend's XCLIENT offer known, and no TLS to set up first,
+  // XCLIENT follows the banner at once, without the proxy's own EHLO.
+  if (options_.tls == BackendTls::None && options_.xclient && xclientTakesAddress(offer)) {
+    if (!co_await connectAndReadBanner()) {
+      co_return false;
+    }
     const Introduction introduced = co_await handOver(client, offer);
     if (introduced != Introduction::Refused) {
       co_return introduced == Introduction::Done;
     }
     // Refused: the backend's offer changed since it was seen; learn it again.
+    auto greeted = co_await ownEhlo();
+    if (!greeted) {
+      co_return false;
+    }
+  } else if (!co_await connectAndGreet()) {
+    co_return false;
   }
   co_return co_await introduceAfterEhlo(client);
 }
@@ -358,7 +465,7 @@ bool BackendClient::reusable() const {
 }
 
 bool BackendClient::quiet() {
-  if (!connected() || !inbuf_.empty()) {
+  if (!connected() || !inbuf_.empty() || (tls_ && SSL_pending(tls_->native_handle()) > 0)) {
     return false;
   }
   char byte = 0;
@@ -367,15 +474,7 @@ bool BackendClient::quiet() {
 }
 
 asio::awaitable<std::optional<std::set<std::string>>> BackendClient::probe() {
-  if (!co_await connect()) {
-    co_return std::nullopt;
-  }
-  auto banner = co_await readReply(options_.connectTimeout);
-  if (!banner || banner->code != 220) {
-    fail(banner ? "backend banner: " + banner->render() : lastError_);
-    co_return std::nullopt;
-  }
-  if (!co_await ownEhlo()) {
+  if (!co_await connectAndGreet()) {
     co_return std::nullopt;
   }
   auto caps = capabilities_;

@@ -24,6 +24,15 @@
 /// `sendMessage()` writes an already dot-stuffed message and returns the
 /// final reply.
 ///
+/// STARTTLS (BackendOptions::tls, Postfix's smtp_tls_security_level): after
+/// the banner the proxy says EHLO, STARTTLS, and EHLO again over TLS (RFC
+/// 3207: what was learnt before is forgotten), and only then hands the
+/// client over, so XCLIENT's attributes never cross the wire in plaintext.
+/// "may" goes on in plaintext when the backend offers no STARTTLS, refuses
+/// it, or the handshake fails (on a new connection, as Postfix does);
+/// "encrypt" and "verify" fail instead, "verify" also when the certificate
+/// does not chain to a trusted CA or name the backend's host.
+///
 /// Every operation has a deadline; any failure (refused connection, timeout,
 /// bad reply, EOF, cancellation) leaves the client closed and is reported as
 /// nullopt with `lastError()` saying what happened. So a connection still
@@ -37,6 +46,9 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -48,6 +60,14 @@
 
 namespace smtpgate::proxy {
 
+/// TLS to the backend, by Postfix's smtp_tls_security_level names.
+enum class BackendTls {
+  None,     ///< plaintext
+  May,      ///< STARTTLS when offered and working, else plaintext; no verification
+  Encrypt,  ///< STARTTLS or no delivery; the certificate is not checked
+  Verify,   ///< as Encrypt, and the certificate must chain to a trusted CA and name the host
+};
+
 struct BackendOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 25;
@@ -56,6 +76,10 @@ struct BackendOptions {
   Duration connectTimeout = std::chrono::seconds(30);
   Duration commandTimeout = std::chrono::seconds(300);  ///< Postfix smtp_*_timeout = 300s
   Duration dataTimeout = std::chrono::seconds(600);     ///< smtp_data_done_timeout = 600s
+  BackendTls tls = BackendTls::None;
+  /// The client TLS context (protocol versions, trusted CAs); set whenever
+  /// tls is not None. Shared by every connection.
+  std::shared_ptr<asio::ssl::context> tlsContext;
 };
 
 class BackendClient {
@@ -123,16 +147,32 @@ class BackendClient {
   /// it: the EHLO that follows XCLIENT speaks for the real client.
   [[nodiscard]] std::optional<std::string> xclientOffer() const { return xclientOffer_; }
   [[nodiscard]] const std::string& lastError() const { return lastError_; }
+  /// Whether this connection runs over TLS (STARTTLS succeeded).
+  [[nodiscard]] bool encrypted() const { return tls_ != nullptr; }
   void close();
 
  private:
+  enum class Greeting { Done, Failed, TlsFailed };
   /// The backend's address, or the host name's addresses; empty (and
   /// lastError() set) if the name does not resolve.
   asio::awaitable<std::vector<tcp::endpoint>> endpoints();
   asio::awaitable<bool> connect();
+  /// connect() and the banner; false (closed, lastError() set) on failure.
+  asio::awaitable<bool> connectAndReadBanner();
+  /// After the banner: our EHLO and, as `level` asks, STARTTLS and EHLO again.
+  /// TlsFailed: STARTTLS was refused or its handshake failed, with `level`
+  /// May (the connection is closed if the handshake had begun).
+  asio::awaitable<Greeting> greet(BackendTls level);
+  /// STARTTLS and the handshake on a connection whose EHLO offered it.
+  asio::awaitable<Greeting> startTls(BackendTls level);
+  /// Connects and greets as BackendOptions::tls asks; with "may", once more
+  /// in plaintext if TLS failed.
+  asio::awaitable<bool> connectAndGreet();
   asio::awaitable<std::optional<BackendReply>> readReply(Duration limit);
   /// Writes `bytes` within the command timeout; false (closed) on failure.
   asio::awaitable<bool> write(std::string_view bytes);
+  /// Writes `bytes` within `limit`, through TLS once it is on.
+  asio::awaitable<IoResult> send(std::string_view bytes, Duration limit);
   asio::awaitable<std::optional<BackendReply>> ehlo(std::string_view name);
   /// EHLO with our own name (not the one said for the real client after
   /// XCLIENT); remembers the XCLIENT offer in it.
@@ -142,7 +182,7 @@ class BackendClient {
   /// kept, refusal in lastError()) on the first reply that is not 2xx.
   asio::awaitable<Introduction> introduce(const XclientFields& client,
                                           const std::set<std::string>& offer);
-  /// The proxy's own EHLO, then XCLIENT when it takes the client's address,
+  /// After the proxy's own EHLO: XCLIENT when it takes the client's address,
   /// else XFORWARD for every transaction, else nothing.
   asio::awaitable<bool> introduceAfterEhlo(const XclientFields& client);
   /// XCLIENT for `client` (by `offer`), then EHLO with the client's name.
@@ -153,6 +193,8 @@ class BackendClient {
   BackendOptions options_;
   tcp::socket socket_;
   IoWatchdog watchdog_;  ///< after socket_: it cancels socket_'s operations
+  /// After STARTTLS: all I/O goes through it.
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   ReplyParser parser_;
   std::string inbuf_;
   std::optional<std::set<std::string>> capabilities_;

@@ -55,6 +55,10 @@ ProxySettings settingsFrom(const policies::Config& config) {
   // message keeps BackendOptions::dataTimeout (smtp_data_done_timeout = 600s).
   s.backend.connectTimeout = p.backendConnectTimeout;
   s.backend.commandTimeout = p.backendTimeout;
+  // The TLS context itself comes from the caller (it may fail to load the CAs).
+  static constexpr BackendTls kBackendTls[] = {BackendTls::None, BackendTls::May,
+                                               BackendTls::Encrypt, BackendTls::Verify};
+  s.backend.tls = kBackendTls[static_cast<std::size_t>(p.backendTls)];
   s.backendReuse = {p.backendIdleConnections, p.backendIdleTime, p.backendReuseTime};
   s.threads = p.threads;
   if (!config.metrics.listen.empty()) {

@@ -168,6 +168,18 @@ TEST_CASE("check --log appends a valid decision line", "[cli]") {
   CHECK(lines == 2);
 }
 
+TEST_CASE("proxy does not start with a backend CA file it cannot read, and says why", "[cli]") {
+  TempDir dir;
+  fs::path config = dir.write("smtpgate.toml",
+                              "[proxy]\nlisten = [\"127.0.0.1:1\"]\nbackend_tls = \"verify\"\n"
+                              "backend_tls_ca_file = \"missing-ca.pem\"\n[rules]\nfiles = []\n");
+  Result r = run("proxy -c " + shellQuote(config.string()));
+  INFO(r.out);
+  CHECK(r.exitCode == 78);
+  CHECK_THAT(r.out, Catch::Contains("backend TLS: " + dir.file("missing-ca.pem") +
+                                    ": No such file or directory"));
+}
+
 TEST_CASE("check reports usage, input and config errors with distinct exit codes", "[cli]") {
   TempDir dir;
   fs::path good = writeConfig(dir, "rule r on mail when sender == x@y.z then reject\n");

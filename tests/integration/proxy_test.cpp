@@ -872,6 +872,135 @@ TEST_CASE("proxy: STARTTLS with a test certificate, then delivery", "[proxy]") {
              Catch::Contains("by proxy.test (smtpgate) with ESMTPS (TLSv1."));
 }
 
+namespace {
+
+/// A Postfix that offers STARTTLS with a self-signed certificate for
+/// "localhost" (written into `dir`), and logs its TLS sessions.
+PostfixOptions backendWithTls(const TempDir& dir) {
+  makeTestCertificate(dir.file("backend-cert.pem"), dir.file("backend-key.pem"), "localhost");
+  PostfixOptions options = backendOptions();
+  options.mainCf.emplace_back("smtpd_tls_cert_file", dir.file("backend-cert.pem"));
+  options.mainCf.emplace_back("smtpd_tls_key_file", dir.file("backend-key.pem"));
+  options.mainCf.emplace_back("smtpd_tls_security_level", "may");
+  options.mainCf.emplace_back("smtpd_tls_loglevel", "1");
+  return options;
+}
+
+/// smtpgate in front of `postfix` at `host`, with backend_tls = `level`
+/// (and `extra` [proxy] settings).
+SmtpgateOptions withBackendTls(const PostfixInstance& postfix, const std::string& host,
+                               const std::string& level,
+                               std::vector<std::pair<std::string, std::string>> extra = {}) {
+  SmtpgateOptions options;
+  options.binary = SMTPGATE_BINARY;
+  options.backend = host + ":" + std::to_string(postfix.port());
+  options.proxy = std::move(extra);
+  options.proxy.emplace_back("backend_tls", "\"" + level + "\"");
+  return options;
+}
+
+/// One message by swaks through `proxy`; its transcript (exit code checked by the caller).
+SwaksResult sendThrough(const SmtpgateProcess& proxy) {
+  return swaks({"--server", proxy.server(), "--from", "sender@example.org", "--to",
+                "user@example.com", "--header", "Subject: to the backend over TLS?"});
+}
+
+}  // namespace
+
+TEST_CASE("proxy: backend_tls encrypts the connection to Postfix before XCLIENT",
+          "[proxy][backend-tls]") {
+  SKIP_WITHOUT_POSTFIX();
+  TempDir certs("smtpgate-backend-tls", 0755);
+  PostfixInstance postfix(backendWithTls(certs));
+  postfix.start();
+  SECTION("encrypt: no certificate check") {
+    SmtpgateProcess proxy(withBackendTls(postfix, "127.0.0.1", "encrypt"));
+    proxy.start();
+    SwaksResult run = sendThrough(proxy);
+    INFO(run.transcript);
+    REQUIRE(run.exitCode == 0);
+    CHECK_FALSE(queuedAs(run.transcript).empty());
+  }
+  SECTION("verify: the certificate chains to the configured CA and names the host") {
+    SmtpgateProcess proxy(
+        withBackendTls(postfix, "localhost", "verify",
+                       {{"backend_tls_ca_file", "\"" + certs.file("backend-cert.pem") + "\""}}));
+    proxy.start();
+    SwaksResult run = sendThrough(proxy);
+    INFO(run.transcript);
+    REQUIRE(run.exitCode == 0);
+    CHECK_FALSE(queuedAs(run.transcript).empty());
+  }
+  // Postfix says so for the session that carried the message, whose client
+  // (by XCLIENT, after TLS) is swaks at 127.0.0.1, and stamps the message.
+  REQUIRE(postfix.waitForLog(std::regex(R"(TLS connection established from \S+: TLSv1\.[23])"),
+                             deadlineIn(kTimeout)));
+  REQUIRE(postfix.sink().waitForMessages(1, deadlineIn(kTimeout)));
+  CHECK_THAT(postfix.sink().messages()[0].data, Catch::Contains("with ESMTPS id"));
+}
+
+TEST_CASE("proxy: backend_tls refuses a backend it cannot trust, with 4xx and never 250",
+          "[proxy][backend-tls]") {
+  SKIP_WITHOUT_POSTFIX();
+  TempDir certs("smtpgate-backend-tls", 0755);
+  std::string why;
+  std::unique_ptr<PostfixInstance> postfix;
+  std::unique_ptr<SmtpgateProcess> proxy;
+  SECTION("verify: the certificate names localhost, the backend is 127.0.0.1") {
+    postfix = std::make_unique<PostfixInstance>(backendWithTls(certs));
+    postfix->start();
+    proxy = std::make_unique<SmtpgateProcess>(
+        withBackendTls(*postfix, "127.0.0.1", "verify",
+                       {{"backend_tls_ca_file", "\"" + certs.file("backend-cert.pem") + "\""}}));
+    why = "certificate verify failed";
+  }
+  SECTION("verify: the certificate is not signed by a trusted CA (the system's)") {
+    postfix = std::make_unique<PostfixInstance>(backendWithTls(certs));
+    postfix->start();
+    proxy = std::make_unique<SmtpgateProcess>(withBackendTls(*postfix, "localhost", "verify"));
+    why = "certificate verify failed";
+  }
+  SECTION("encrypt: the backend offers no STARTTLS") {
+    postfix = std::make_unique<PostfixInstance>(backendOptions());
+    postfix->start();
+    proxy = std::make_unique<SmtpgateProcess>(withBackendTls(*postfix, "127.0.0.1", "encrypt"));
+    why = "backend offers no STARTTLS";
+  }
+  proxy->start();
+  SwaksResult run = sendThrough(*proxy);
+  INFO(run.transcript);
+  CHECK(run.exitCode != 0);
+  CHECK_THAT(run.transcript, Catch::Contains("<** 451 4.4.1"));
+  CHECK(queuedAs(run.transcript).empty());
+  CHECK(waitFor([&] { return proxy->log().find(why) != std::string::npos; }, deadlineIn(kTimeout)));
+  CHECK(postfix->logLines(std::regex(R"(\bmail=)")).empty());
+}
+
+TEST_CASE("proxy: backend_tls = may delivers in plaintext where TLS is not to be had",
+          "[proxy][backend-tls]") {
+  SKIP_WITHOUT_POSTFIX();
+  TempDir certs("smtpgate-backend-tls", 0755);
+  PostfixOptions options = backendOptions();
+  bool handshakeFails = false;
+  SECTION("the backend offers no STARTTLS") {}
+  SECTION("the handshake fails (the backend allows TLS 1.1 at most): a new connection") {
+    options = backendWithTls(certs);
+    options.mainCf.emplace_back("smtpd_tls_protocols", "!TLSv1.2, !TLSv1.3");
+    handshakeFails = true;
+  }
+  PostfixInstance postfix(options);
+  postfix.start();
+  SmtpgateProcess proxy(withBackendTls(postfix, "127.0.0.1", "may"));
+  proxy.start();
+  SwaksResult run = sendThrough(proxy);
+  INFO(run.transcript);
+  REQUIRE(run.exitCode == 0);
+  CHECK_FALSE(queuedAs(run.transcript).empty());
+  REQUIRE(postfix.sink().waitForMessages(1, deadlineIn(kTimeout)));
+  CHECK_THAT(postfix.sink().messages()[0].data, Catch::Contains("with ESMTP id"));
+  CHECK((proxy.log().find("; going on without TLS") != std::string::npos) == handshakeFails);
+}
+
 TEST_CASE("proxy: plaintext pipelined after STARTTLS is not executed", "[proxy]") {
   SKIP_WITHOUT_POSTFIX();
   SmtpgateOptions options;

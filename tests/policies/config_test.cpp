@@ -156,7 +156,8 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
   const Row rows[] = {
       {"[proxy]\nlistn = [\"127.0.0.1:25\"]\n", 2, 1,
        "unknown key 'listn' in [proxy]; known keys: listen, backend, xclient, hostname, "
-       "max_message_size, tls_certificate, tls_key, max_recipients, max_errors, "
+       "max_message_size, tls_certificate, tls_key, backend_tls, backend_tls_ca_file, "
+       "max_recipients, max_errors, "
        "command_timeout, data_timeout, session_lifetime, max_connections, "
        "max_connections_per_ip, max_line_length, bare_newlines, shutdown_grace, "
        "backend_connect_timeout, backend_timeout, backend_idle_connections, "
@@ -363,6 +364,9 @@ TEST_CASE("config: bad proxy limits and timeouts are reported at file:line:col",
       {"[proxy]\nbare_newlines = \"accept\"\n", 2, 17,
        "proxy.bare_newlines: must be \"reject\" or \"normalize\", got \"accept\""},
       {"[proxy]\nbare_newlines = \"Reject\"\n", 2, 17, "got \"Reject\""},
+      {"[proxy]\nbackend_tls = \"secure\"\n", 2, 15,
+       "proxy.backend_tls: must be \"none\", \"may\", \"encrypt\" or \"verify\", got \"secure\""},
+      {"[proxy]\nbackend_tls = true\n", 2, 15, "proxy.backend_tls: expected a string"},
       {"[proxy]\nproxy_protocol = \"yes\"\n", 2, 18,
        "proxy.proxy_protocol: expected a boolean (true or false), got a string"},
       // PROXY headers only from listed peers: the list is required.
@@ -426,6 +430,43 @@ TEST_CASE("config: trusted_proxies warnings do not fail the load", "[config]") {
     rules::Diagnostics diags;
     CHECK(parseConfig("[proxy]\ntrusted_proxies = []\n", "smtpgate.toml", diags));
     CHECK(diags.empty());
+  }
+}
+
+TEST_CASE("config: backend TLS levels and the CA file", "[config]") {
+  SECTION("the default is none") {
+    rules::Diagnostics diags;
+    auto cfg = parseConfig("[proxy]\n", "/etc/smtpgate/smtpgate.toml", diags);
+    REQUIRE(cfg);
+    CHECK(cfg->proxy.backendTls == BackendTlsLevel::None);
+    CHECK(cfg->proxy.backendTlsCaFile.empty());
+  }
+  SECTION("each level, and a CA file relative to the config") {
+    const std::pair<std::string, BackendTlsLevel> levels[] = {{"none", BackendTlsLevel::None},
+                                                              {"may", BackendTlsLevel::May},
+                                                              {"encrypt", BackendTlsLevel::Encrypt},
+                                                              {"verify", BackendTlsLevel::Verify}};
+    for (const auto& [name, level] : levels) {
+      CAPTURE(name);
+      rules::Diagnostics diags;
+      auto cfg =
+          parseConfig("[proxy]\nbackend_tls = \"" + name + "\"\nbackend_tls_ca_file = \"ca.pem\"\n",
+                      "/etc/smtpgate/smtpgate.toml", diags);
+      REQUIRE(cfg);
+      CHECK(cfg->proxy.backendTls == level);
+      CHECK(cfg->proxy.backendTlsCaFile == "/etc/smtpgate/ca.pem");
+      // The CA file means something with "verify" only; otherwise lint says so.
+      if (level == BackendTlsLevel::Verify) {
+        CHECK(diags.empty());
+      } else {
+        REQUIRE(diags.items().size() == 1);
+        CHECK(diags.items()[0].severity == rules::Severity::Warning);
+        CHECK(diags.items()[0].where.line == 3);
+        CHECK_THAT(diags.items()[0].message,
+                   Catch::Contains("proxy.backend_tls_ca_file has no effect unless "
+                                   "proxy.backend_tls = \"verify\""));
+      }
+    }
   }
 }
 

@@ -39,6 +39,7 @@ TEST_CASE("settingsFrom: config defaults equal ProxySettings defaults", "[proxy]
   CHECK(fromConfig.backend.connectTimeout == defaults.backend.connectTimeout);
   CHECK(fromConfig.backend.commandTimeout == defaults.backend.commandTimeout);
   CHECK(fromConfig.backend.dataTimeout == defaults.backend.dataTimeout);
+  CHECK(fromConfig.backend.tls == defaults.backend.tls);
   CHECK(fromConfig.threads == defaults.threads);
   CHECK(fromConfig.proxyProtocol == defaults.proxyProtocol);
   CHECK(fromConfig.trustedProxies == defaults.trustedProxies);
@@ -69,6 +70,7 @@ tls_handshake_timeout = "8s"
 backend_idle_connections = 0
 backend_idle_time = "9s"
 backend_reuse_time = "10s"
+backend_tls = "verify"
 )"));
   CHECK(s.maxRecipients == 7);
   CHECK(s.maxErrors == 3);
@@ -90,6 +92,8 @@ backend_reuse_time = "10s"
   CHECK(s.backendReuse.maxIdle == 0);
   CHECK(s.backendReuse.idleTime == 9s);
   CHECK(s.backendReuse.maxAge == 10s);
+  CHECK(s.backend.tls == BackendTls::Verify);
+  CHECK(s.backend.tlsContext == nullptr);  // made by the caller, which can report a bad CA file
 }
 
 }  // namespace

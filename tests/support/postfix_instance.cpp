@@ -26,7 +26,7 @@ constexpr auto kStopTimeout = std::chrono::seconds(10);
 
 // Every daemon unprivileged where Postfix allows it (the default), none
 // chrooted: a chroot would need copies of /etc files inside the TempDir.
-// No tlsmgr: TLS is off.
+// tlsmgr: for tests that give smtpd a certificate (without one TLS stays off).
 constexpr const char* kMasterCf = R"(
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -46,6 +46,7 @@ retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 )";
 
