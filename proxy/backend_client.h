@@ -147,8 +147,6 @@ class BackendClient {
   /// it: the EHLO that follows XCLIENT speaks for the real client.
   [[nodiscard]] std::optional<std::string> xclientOffer() const { return xclientOffer_; }
   [[nodiscard]] const std::string& lastError() const { return lastError_; }
-  /// Whether this connection runs over TLS (STARTTLS succeeded).
-  [[nodiscard]] bool encrypted() const { return tls_ != nullptr; }
   void close();
 
  private:
@@ -160,8 +158,8 @@ class BackendClient {
   /// connect() and the banner; false (closed, lastError() set) on failure.
   asio::awaitable<bool> connectAndReadBanner();
   /// After the banner: our EHLO and, as `level` asks, STARTTLS and EHLO again.
-  /// TlsFailed: STARTTLS was refused or its handshake failed, with `level`
-  /// May (the connection is closed if the handshake had begun).
+  /// TlsFailed: the handshake failed with `level` May (the connection is
+  /// closed; a refused or absent STARTTLS leaves May in plaintext, Done).
   asio::awaitable<Greeting> greet(BackendTls level);
   /// STARTTLS and the handshake on a connection whose EHLO offered it.
   asio::awaitable<Greeting> startTls(BackendTls level);

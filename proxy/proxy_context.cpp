@@ -16,6 +16,20 @@ std::string systemHostname() {
   return name;
 }
 
+BackendTls backendTlsFrom(policies::BackendTlsLevel level) {
+  switch (level) {
+    case policies::BackendTlsLevel::None:
+      return BackendTls::None;
+    case policies::BackendTlsLevel::May:
+      return BackendTls::May;
+    case policies::BackendTlsLevel::Encrypt:
+      return BackendTls::Encrypt;
+    case policies::BackendTlsLevel::Verify:
+      return BackendTls::Verify;
+  }
+  return BackendTls::None;
+}
+
 }  // namespace
 
 ProxySettings settingsFrom(const policies::Config& config) {
@@ -55,10 +69,7 @@ ProxySettings settingsFrom(const policies::Config& config) {
   // message keeps BackendOptions::dataTimeout (smtp_data_done_timeout = 600s).
   s.backend.connectTimeout = p.backendConnectTimeout;
   s.backend.commandTimeout = p.backendTimeout;
-  // The TLS context itself comes from the caller (it may fail to load the CAs).
-  static constexpr BackendTls kBackendTls[] = {BackendTls::None, BackendTls::May,
-                                               BackendTls::Encrypt, BackendTls::Verify};
-  s.backend.tls = kBackendTls[static_cast<std::size_t>(p.backendTls)];
+  s.backend.tls = backendTlsFrom(p.backendTls);  // its context: the caller's (CAs may not load)
   s.backendReuse = {p.backendIdleConnections, p.backendIdleTime, p.backendReuseTime};
   s.threads = p.threads;
   if (!config.metrics.listen.empty()) {

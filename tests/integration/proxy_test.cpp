@@ -229,11 +229,14 @@ SmtpReply sendMessage(SmtpClient& client, const std::string& sender, const std::
   return client.readReply(deadline);
 }
 
-void connectAndGreet(SmtpClient& client, const SmtpgateProcess& proxy, const std::string& helo,
-                     Deadline deadline) {
+/// Connects, reads the banner and says EHLO; the EHLO reply.
+SmtpReply connectAndGreet(SmtpClient& client, const SmtpgateProcess& proxy, const std::string& helo,
+                          Deadline deadline) {
   client.connect(proxy.host(), proxy.port(), deadline);
   REQUIRE(client.readBanner(deadline).code == 220);
-  REQUIRE(client.command("EHLO " + helo, deadline).code == 250);
+  SmtpReply ehlo = client.command("EHLO " + helo, deadline);
+  REQUIRE(ehlo.code == 250);
+  return ehlo;
 }
 
 /// Who refused, per the decision log: exactly one reject at `stage`, by `rule`.
@@ -1055,10 +1058,7 @@ TEST_CASE("proxy: pipelined commands are answered in order", "[proxy]") {
   auto deadline = deadlineIn(kTimeout);
 
   SmtpClient client;
-  client.connect(gate.proxy().host(), gate.proxy().port(), deadline);
-  REQUIRE(client.readBanner(deadline).code == 220);
-  SmtpReply ehlo = client.command("EHLO client.test", deadline);
-  REQUIRE(ehlo.code == 250);
+  SmtpReply ehlo = connectAndGreet(client, gate.proxy(), "client.test", deadline);
   CHECK_THAT(ehlo.raw, Catch::Contains("PIPELINING"));
 
   // One write: a good recipient, one Postfix refuses, one a rule refuses,
@@ -1144,11 +1144,12 @@ std::string bdat(std::string_view chunk, bool last = false) {
 std::string deliverInChunks(ProxiedPostfix& gate) {
   auto deadline = deadlineIn(kTimeout);
   SmtpClient client;
-  client.connect(gate.proxy().host(), gate.proxy().port(), deadline);
-  REQUIRE(client.readBanner(deadline).code == 220);
-  SmtpReply ehlo = client.command("EHLO client.test", deadline);
-  REQUIRE(ehlo.code == 250);
-  CHECK_THAT(ehlo.raw, Catch::Contains("250-CHUNKING\r\n"));
+  SmtpReply ehlo = connectAndGreet(client, gate.proxy(), "client.test", deadline);
+  // A keyword line of its own, wherever it stands (8BITMIME and SMTPUTF8
+  // follow it only once the start-up probe has learnt the backend's).
+  INFO(ehlo.raw);
+  CHECK((ehlo.raw.find("250-CHUNKING\r\n") != std::string::npos ||
+         ehlo.raw.find("250 CHUNKING\r\n") != std::string::npos));
   client.send("MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.com>\r\n" + bdat(kChunk1) +
               bdat(kChunk2) + bdat(kChunk3, true) + "QUIT\r\n");
   expectReply(client, 250, deadline);
