@@ -11,8 +11,9 @@
 /// Connections that handed their client over by XCLIENT are never kept
 /// (Postfix takes XCLIENT once per connection), nor those on which the
 /// backend refused anything or that carried many RSETs (Postfix counts
-/// errors and junk commands per connection): BackendClient::reusable(). One pool per I/O thread, so
-/// no locks: a session and its backend connection stay on their thread.
+/// errors and junk commands per connection): BackendClient::reusable().
+/// One pool per I/O thread, so no locks: a session and its backend
+/// connection stay on their thread.
 ///
 /// Bounds, so kept connections never hoard the backend's smtpd processes:
 /// at most `maxIdle` idle connections; each is said QUIT after `idleTime`

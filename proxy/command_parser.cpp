@@ -84,7 +84,7 @@ constexpr std::array kReplies = {
     ReplySpec{SyntaxError::None, 250, {2, 0, 0}, "Ok"},
     ReplySpec{SyntaxError::EmptyCommand, 500, {5, 5, 2}, "Error: bad syntax"},
     // 500, not Postfix's 502: RFC 5321 4.2.4 has 500 for "command unrecognized"
-    // and 502 for a known command that is not implemented.
+    // and keeps 502 for a known command the server does not offer (EXPN here).
     ReplySpec{SyntaxError::UnknownCommand, 500, {5, 5, 2}, "Error: command not recognized"},
     ReplySpec{SyntaxError::BadCharacter, 500, {5, 5, 2}, "Error: control character in command"},
     ReplySpec{SyntaxError::MissingArgument, 501, {5, 5, 4}, "Syntax error: argument required"},
@@ -112,8 +112,9 @@ constexpr std::array kReplies = {
               555,
               {5, 5, 4},
               "Unsupported parameter BODY=BINARYMIME"},
-    // 521: the session closes after it (Postfix's reply and behaviour): with the
-    // chunk's length in doubt, so is where the next command starts.
+    // 521: the session ends after it (Postfix's reply and behaviour; 521 is the
+    // code of a server that will not go on, RFC 7504): with the chunk's length
+    // in doubt, so is where the next command starts.
     ReplySpec{SyntaxError::BdatSyntax, 521, {5, 5, 4}, "Syntax: BDAT count [LAST]"},
 };
 

@@ -25,6 +25,7 @@ struct CommandSpec {
   bool needsHelo;
   bool needsMail;
   bool needsRcpt;
+  bool needsEhlo = false;  ///< an ESMTP extension's command (BDAT: CHUNKING)
 };
 
 constexpr CommandSpec kCommands[] = {
@@ -35,7 +36,7 @@ constexpr CommandSpec kCommands[] = {
     {Verb::Help, false, false, false},     {Verb::Vrfy, false, false, false},
     {Verb::Expn, false, false, false},     {Verb::StartTls, false, false, false},
     {Verb::Auth, false, false, false},     {Verb::Xclient, false, false, false},
-    {Verb::Xforward, false, false, false}, {Verb::Bdat, true, true, true},
+    {Verb::Xforward, false, false, false}, {Verb::Bdat, true, true, true, true},
 };
 
 const CommandSpec* specFor(Verb verb) {
@@ -402,6 +403,9 @@ std::optional<std::string_view> SmtpSession::outOfOrder(Verb verb) const {
   if (spec->needsRcpt && rcpts_ == 0) {
     return "554 5.5.1 Error: no valid recipients";
   }
+  if (spec->needsEhlo && !esmtp_) {
+    return "503 5.5.1 Error: send EHLO first";
+  }
   // RFC 3030 section 2: a transaction that began sending BDAT chunks ends
   // with the LAST one (or RSET); Postfix's wording.
   if (chunks_ && verb == Verb::Data) {
@@ -414,11 +418,12 @@ std::optional<std::string_view> SmtpSession::outOfOrder(Verb verb) const {
 }
 
 SmtpSession::Next SmtpSession::refuseSyntax(const ParsedCommand& command) {
-  if (command.verb == Verb::Bdat) {
-    reply(replyFor(command.error));  // 521: its chunk's length is in doubt
+  const policies::Reply r = replyFor(command.error);
+  if (r.code == 521) {  // the server will not go on (RFC 7504): a BDAT of unknown length
+    reply(r);
     return Next::Close;
   }
-  return error(replyFor(command.error).line());
+  return error(r.line());
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& command,
@@ -547,11 +552,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onData() {
 // end, storage) ends the transaction; chunks the client pipelined behind it
 // then meet "need MAIL command", their bytes thrown away in turn.
 asio::awaitable<SmtpSession::Next> SmtpSession::onBdat(const ParsedCommand& command) {
-  std::optional<std::string_view> refusal = outOfOrder(Verb::Bdat);
-  if (!refusal && !esmtp_) {
-    refusal = "503 5.5.1 Error: send EHLO first";  // CHUNKING is an ESMTP extension
-  }
-  if (refusal) {
+  if (std::optional<std::string_view> refusal = outOfOrder(Verb::Bdat)) {
     if (!co_await receiveChunk(command.chunkSize, nullptr)) {
       co_return Next::Close;
     }

@@ -91,7 +91,7 @@ class SmtpSession {
   asio::awaitable<Next> deliverHeld(HeldMessage& message);
   /// Why `verb` may not run now (its reply), or nullopt.
   std::optional<std::string_view> outOfOrder(Verb verb) const;
-  /// A command that did not parse: its reply; a BDAT's closes the session.
+  /// A command that did not parse: its reply; a 521 one (BDAT) closes the session.
   Next refuseSyntax(const ParsedCommand& command);
   asio::awaitable<Next> onRset();
   asio::awaitable<Next> onStartTls(const ParsedCommand& command);
