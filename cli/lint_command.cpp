@@ -4,6 +4,7 @@
 
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
+#include "cli/tls_contexts.h"
 #include "policies/list_builder.h"
 #include "rules/strict_lint.h"
 
@@ -37,6 +38,20 @@ void addStrictWarnings(const std::vector<std::string>& files, rules::Diagnostics
   }
 }
 
+/// The certificate, key and CA files of `[proxy]`, loaded as `smtpgate
+/// proxy` loads them at start and on reload, so a reload never meets a
+/// file lint passed but OpenSSL refuses.
+void checkTlsFiles(const policies::Config& config, rules::Diagnostics& diags) {
+  const policies::ProxyConfig& proxy = config.proxy;
+  std::string error;
+  if (!proxy.tlsCertificate.empty() && !makeServerTlsContext(proxy, error)) {
+    diags.error({config.source, 0, 0}, error);
+  }
+  if (proxy.backendTls != policies::BackendTlsLevel::None && !makeBackendTlsContext(proxy, error)) {
+    diags.error({config.source, 0, 0}, error);
+  }
+}
+
 int runLint(const LintOptions& options) {
   rules::Diagnostics diags;
   rules::RuleSetPtr set;
@@ -51,6 +66,9 @@ int runLint(const LintOptions& options) {
     auto loaded = loadConfigAndRules(options.config, diags);
     subject = loaded ? loaded->config.source : options.config;
     set = loaded ? loaded->rules : nullptr;
+    if (loaded) {
+      checkTlsFiles(loaded->config, diags);
+    }
     if (loaded && set && options.strict) {
       rules::Diagnostics scratch;
       files = policies::expandRuleFiles(loaded->config, scratch);

@@ -85,15 +85,19 @@ void watchFilesOf(policies::FileWatch& watch, const LoadedConfig* loaded,
 
 }  // namespace
 
-std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath, policies::FileWatch* watch) {
-  return [configPath = std::move(configPath), watch]() -> rules::RuleSetPtr {
+std::function<std::optional<LoadedConfig>()> reloaderFor(std::string configPath,
+                                                         policies::FileWatch* watch) {
+  return [configPath = std::move(configPath), watch]() -> std::optional<LoadedConfig> {
     rules::Diagnostics diags;
     auto fresh = loadConfigAndRules(configPath, diags, {.enabled = true});
     printDiagnostics(diags);
     if (watch != nullptr) {
       watchFilesOf(*watch, fresh ? &*fresh : nullptr, configPath, diags);
     }
-    return fresh ? fresh->rules : nullptr;
+    if (!fresh || !fresh->rules) {
+      return std::nullopt;
+    }
+    return fresh;
   };
 }
 

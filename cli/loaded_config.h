@@ -44,12 +44,12 @@ std::optional<LoadedConfig> loadConfigAndRules(const std::string& configPath,
 policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string frontend);
 
 /// What SIGHUP (proxy) and SIGUSR2 (milter) run: config and rules loaded anew
-/// from `configPath`, with DNS, diagnostics printed; nullptr when they have
-/// errors (the caller keeps the rules in force). With a `watch`, it is
-/// pointed at the files of what was just loaded (or of the diagnostics, so a
-/// fix to a broken file is seen too).
-std::function<rules::RuleSetPtr()> reloaderFor(std::string configPath,
-                                               policies::FileWatch* watch = nullptr);
+/// from `configPath`, with DNS, diagnostics printed; nullopt when they have
+/// errors (the caller keeps what is in force). With a `watch`, it is pointed
+/// at the files of what was just loaded (or of the diagnostics, so a fix to
+/// a broken file is seen too).
+std::function<std::optional<LoadedConfig>()> reloaderFor(std::string configPath,
+                                                         policies::FileWatch* watch = nullptr);
 
 /// With `[rules] watch` on, a file watch on the config, rule and list files
 /// of `loaded` that sends this process `reloadSignal` when they change, so a

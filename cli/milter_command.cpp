@@ -47,7 +47,11 @@ int runMilter(const MilterOptions& options) {
     return kExitOsError;
   }
   auto watch = startFileWatch(*loaded, SIGUSR2, "smtpgate milter");  // signals blocked above
-  auto reload = reloaderFor(options.config, watch.get());
+  // Only the rules: the milter's other settings are read at start.
+  auto reload = [reloadConfig = reloaderFor(options.config, watch.get())] {
+    std::optional<LoadedConfig> fresh = reloadConfig();
+    return fresh ? fresh->rules : nullptr;
+  };
   milter::MilterServer server(std::move(settings), loaded->rules, log.get(), reload);
   if (!server.open()) {
     return kExitOsError;

@@ -6,9 +6,9 @@
 #include "cli/exit_codes.h"
 #include "cli/loaded_config.h"
 #include "cli/systemd_notify.h"
+#include "cli/tls_contexts.h"
 #include "proxy/server.h"
 
-#include <boost/asio/ssl/context.hpp>
 #include <csignal>
 
 namespace smtpgate::cli {
@@ -20,54 +20,29 @@ struct ProxyOptions {
   unsigned threads = 0;
 };
 
-/// The STARTTLS context: TLS 1.2 and later only, the certificate chain and
-/// key from the config. nullptr with a message on failure.
-std::shared_ptr<boost::asio::ssl::context> makeTlsContext(const policies::ProxyConfig& proxy) {
-  namespace ssl = boost::asio::ssl;
-  auto tls = std::make_shared<ssl::context>(ssl::context::tls_server);
-  boost::system::error_code ec;
-  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
-                       ssl::context::single_dh_use,
-                   ec);
-  if (!ec) {
-    tls->use_certificate_chain_file(proxy.tlsCertificate, ec);
-  }
-  if (!ec) {
-    tls->use_private_key_file(proxy.tlsKey, ssl::context::pem, ec);
-  }
-  if (ec) {
-    fmt::print(stderr, "smtpgate proxy: TLS certificate {} / key {}: {}\n", proxy.tlsCertificate,
-               proxy.tlsKey, ec.message());
-    return nullptr;
-  }
-  return tls;
-}
-
-/// The client context for STARTTLS to the backend: TLS 1.2 and later; for
-/// "verify" the configured CAs, or the system's. nullptr with a message on
-/// failure.
-std::shared_ptr<boost::asio::ssl::context> makeBackendTlsContext(
-    const policies::ProxyConfig& proxy) {
-  namespace ssl = boost::asio::ssl;
-  auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
-  boost::system::error_code ec;
-  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
-                   ec);
-  if (!ec && proxy.backendTls == policies::BackendTlsLevel::Verify) {
-    if (proxy.backendTlsCaFile.empty()) {
-      tls->set_default_verify_paths(ec);
-    } else {
-      tls->load_verify_file(proxy.backendTlsCaFile, ec);
+/// What `loaded` puts in force: the proxy settings with the resolver, the
+/// rules, and the TLS contexts its certificates make; nullopt, with the
+/// reason on stderr, when a certificate, key or CA file does not load.
+std::optional<proxy::ServingConfig> servingConfigFrom(const LoadedConfig& loaded) {
+  const policies::ProxyConfig& config = loaded.config.proxy;
+  proxy::ServingConfig serving{proxy::settingsFrom(loaded.config), loaded.rules, nullptr, nullptr};
+  serving.settings.policy.resolver = loaded.resolver;
+  std::string error;
+  if (serving.settings.backend.tls != proxy::BackendTls::None) {
+    serving.settings.backend.tlsContext = makeBackendTlsContext(config, error);
+    if (!serving.settings.backend.tlsContext) {
+      fmt::print(stderr, "smtpgate proxy: {}\n", error);
+      return std::nullopt;
     }
   }
-  if (ec) {
-    fmt::print(stderr, "smtpgate proxy: backend TLS: {}{}\n",
-               proxy.backendTlsCaFile.empty() ? "" : proxy.backendTlsCaFile + ": ", ec.message());
-    return nullptr;
+  if (!config.tlsCertificate.empty()) {
+    serving.tls = makeServerTlsContext(config, error);
+    if (!serving.tls) {
+      fmt::print(stderr, "smtpgate proxy: {}\n", error);
+      return std::nullopt;
+    }
   }
-  return tls;
+  return serving;
 }
 
 int runProxy(const ProxyOptions& options) {
@@ -86,24 +61,18 @@ int runProxy(const ProxyOptions& options) {
   // The watch signals SIGHUP only after a change has settled (300 ms), by
   // which time the server below handles it.
   auto watch = startFileWatch(*loaded, SIGHUP, "smtpgate proxy");
-  auto reload = reloaderFor(options.config, watch.get());
-  auto settings = proxy::settingsFrom(loaded->config);
-  settings.policy.resolver = loaded->resolver;
-  if (settings.backend.tls != proxy::BackendTls::None) {
-    settings.backend.tlsContext = makeBackendTlsContext(loaded->config.proxy);
-    if (!settings.backend.tlsContext) {
-      return kExitConfig;
-    }
+  // SIGHUP and the file watch: the whole config anew, certificates included
+  // (a renewed certificate is live after a reload).
+  auto reload = [reloadConfig = reloaderFor(options.config, watch.get())] {
+    std::optional<LoadedConfig> fresh = reloadConfig();
+    return fresh ? servingConfigFrom(*fresh) : std::nullopt;
+  };
+  std::optional<proxy::ServingConfig> serving = servingConfigFrom(*loaded);
+  if (!serving) {
+    return kExitConfig;
   }
-  const unsigned threads = options.threads ? options.threads : settings.threads;  // flag wins
-  proxy::Server server(std::move(settings), loaded->rules, log.get(), reload, threads);
-  if (!loaded->config.proxy.tlsCertificate.empty()) {
-    auto tls = makeTlsContext(loaded->config.proxy);
-    if (!tls) {
-      return kExitConfig;
-    }
-    server.setTls(std::move(tls));
-  }
+  const unsigned threads = options.threads ? options.threads : serving->settings.threads;
+  proxy::Server server(std::move(*serving), log.get(), reload, threads);  // the flag wins
   if (!server.bind()) {
     return kExitOsError;
   }

@@ -218,6 +218,8 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 struct HostPort {
   std::string host;
   std::uint16_t port = 0;
+
+  friend bool operator==(const HostPort&, const HostPort&) = default;
 };
 
 /// Parses HOST:PORT or [IPV6]:PORT, port 1-65535. On failure sets `error` to a

@@ -80,11 +80,18 @@ struct BackendOptions {
   /// The client TLS context (protocol versions, trusted CAs); set whenever
   /// tls is not None. Shared by every connection.
   std::shared_ptr<asio::ssl::context> tlsContext;
+
+  /// Same backend, reached the same way (a reload that changes any of this,
+  /// or makes a new TLS context, retires connections kept under the old).
+  friend bool operator==(const BackendOptions&, const BackendOptions&) = default;
 };
 
 class BackendClient {
  public:
   BackendClient(asio::any_io_executor executor, BackendOptions options);
+
+  /// What this connection was made with.
+  [[nodiscard]] const BackendOptions& options() const { return options_; }
 
   /// Connects and introduces the client. `xclientOffer` is the backend's
   /// "XCLIENT ..." capability as last seen (see xclientOffer()), if known.

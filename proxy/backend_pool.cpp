@@ -8,16 +8,23 @@ namespace smtpgate::proxy {
 BackendPool::BackendPool(asio::any_io_executor executor, BackendPoolLimits limits)
     : executor_(std::move(executor)), limits_(limits), timer_(executor_) {}
 
-std::unique_ptr<BackendClient> BackendPool::take() {
+std::unique_ptr<BackendClient> BackendPool::take(const BackendOptions& wanted) {
   while (!idle_.empty()) {
     std::unique_ptr<BackendClient> client = std::move(idle_.back().client);
     idle_.pop_back();
-    if (client->quiet()) {
+    if (!client->quiet()) {
+      client->close();  // closed by the backend, or an unsolicited 421: no QUIT due
+    } else if (!(client->options() == wanted)) {
+      asio::co_spawn(executor_, retire(std::move(client)), asio::detached);
+    } else {
       return client;
     }
-    client->close();  // closed by the backend, or an unsolicited 421: no QUIT due
   }
   return nullptr;
+}
+
+asio::awaitable<void> BackendPool::retire(std::unique_ptr<BackendClient> client) {
+  co_await client->quit();
 }
 
 asio::awaitable<void> BackendPool::park(std::unique_ptr<BackendClient> client) {

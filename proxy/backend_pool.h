@@ -36,6 +36,8 @@ struct BackendPoolLimits {
   std::size_t maxIdle = 0;  ///< in this pool; 0: no reuse, every session opens its own
   Duration idleTime = std::chrono::seconds(2);
   Duration maxAge = std::chrono::seconds(300);
+
+  friend bool operator==(const BackendPoolLimits&, const BackendPoolLimits&) = default;
 };
 
 class BackendPool {
@@ -44,8 +46,10 @@ class BackendPool {
   BackendPool(const BackendPool&) = delete;
   BackendPool& operator=(const BackendPool&) = delete;
 
-  /// The most recently parked connection that is still quiet, or nullptr.
-  std::unique_ptr<BackendClient> take();
+  /// The most recently parked connection that is still quiet and was made
+  /// with `wanted` (after a reload that changed the backend, connections to
+  /// the old one are said QUIT instead), or nullptr.
+  std::unique_ptr<BackendClient> take(const BackendOptions& wanted);
   /// Keeps `client` for a later session, or says QUIT to it: when it cannot
   /// serve another client (BackendClient::reusable()), is too old, or the
   /// pool is full. `client` must be at a command boundary, outside a
@@ -62,6 +66,8 @@ class BackendPool {
   /// Says QUIT to connections idle for idleTime, oldest first; runs while
   /// any are parked.
   asio::awaitable<void> expire();
+  /// Says QUIT to a connection made under settings no longer in force.
+  static asio::awaitable<void> retire(std::unique_ptr<BackendClient> client);
 
   asio::any_io_executor executor_;
   BackendPoolLimits limits_;

@@ -82,32 +82,76 @@ ProxySettings settingsFrom(const policies::Config& config) {
   return s;
 }
 
-ProxyContext::ProxyContext(ProxySettings settings, rules::RuleSetPtr rules,
-                           policies::DecisionLog* log)
-    : settings_(std::move(settings)), rules_(std::move(rules)), log_(log) {
-  std::vector<rules::ListEntry> entries;
-  for (const auto& cidr : settings_.trustedProxies) {
-    entries.push_back({cidr, {}, cidr});
-  }
-  rules::Diagnostics ignored;  // parseConfig validated every entry already
-  trustedProxies_ = policies::CidrList::build(entries, ignored);
-  if (settings_.policy.resolver) {
+std::vector<std::string> keepStartOnlySettings(const ProxySettings& running, ProxySettings& fresh) {
+  std::vector<std::string> kept;
+  auto keep = [&](auto member, std::string key) {
+    if (!(fresh.*member == running.*member)) {
+      fresh.*member = running.*member;
+      kept.push_back(std::move(key));
+    }
+  };
+  keep(&ProxySettings::listen, "[proxy] listen");
+  keep(&ProxySettings::threads, "[proxy] threads");
+  keep(&ProxySettings::metricsListen, "[metrics] listen");
+  keep(&ProxySettings::backendReuse,
+       "[proxy] backend_idle_connections/backend_idle_time/"
+       "backend_reuse_time");
+  return kept;
+}
+
+bool ServingConfig::trustsProxy(const std::string& peerIp) const {
+  auto ip = rules::IpAddress::parse(peerIp);
+  return ip && trustedProxies &&
+         trustedProxies->contains(rules::FactValue(*ip), {}) == rules::Tri::True;
+}
+
+ProxyContext::ProxyContext(ServingConfig config, policies::DecisionLog* log) : log_(log) {
+  if (config.settings.policy.resolver) {
     // Each worker waits at most one DNS timeout per lookup; 32 of them keep
-    // 32 sessions resolving at once while the I/O threads go on.
+    // 32 sessions resolving at once while the I/O threads go on. (Every
+    // reload makes a resolver too: the proxy always runs with DNS.)
     constexpr std::size_t kBlockingWorkers = 32;
     blockingPool_ = std::make_unique<asio::thread_pool>(kBlockingWorkers);
   }
+  install(std::move(config));
 }
 
-bool ProxyContext::trustsProxy(const std::string& peerIp) const {
-  auto ip = rules::IpAddress::parse(peerIp);
-  return ip && trustedProxies_->contains(rules::FactValue(*ip), {}) == rules::Tri::True;
+void ProxyContext::install(ServingConfig config) {
+  std::vector<rules::ListEntry> entries;
+  for (const auto& cidr : config.settings.trustedProxies) {
+    entries.push_back({cidr, {}, cidr});
+  }
+  rules::Diagnostics ignored;  // parseConfig validated every entry already
+  config.trustedProxies = policies::CidrList::build(entries, ignored);
+  auto fresh = std::make_shared<const ServingConfig>(std::move(config));
+  std::lock_guard lock(mutex_);
+  if (current_ && !(current_->settings.backend == fresh->settings.backend)) {
+    backendCapabilities_.reset();
+    backendXclientOffer_.reset();
+  }
+  current_ = std::move(fresh);
+}
+
+void ProxyContext::learnBackend(const BackendOptions& from,
+                                std::optional<std::set<std::string>> caps,
+                                std::optional<std::string> xclientOffer) {
+  std::lock_guard lock(mutex_);
+  if (!(current_->settings.backend == from)) {
+    return;
+  }
+  if (caps) {
+    backendCapabilities_ = std::move(caps);
+  }
+  if (xclientOffer) {
+    backendXclientOffer_ = std::move(xclientOffer);
+  }
 }
 
 bool ProxyContext::admit(const std::string& ip) {
   std::lock_guard lock(mutex_);
   std::size_t& forIp = perIp_[ip];
-  if (connections_ >= settings_.maxConnections || forIp >= settings_.maxConnectionsPerIp) {
+  const ProxySettings& limits = current_->settings;
+  if (connections_ >= limits.maxConnections || forIp >= limits.maxConnectionsPerIp) {
     if (forIp == 0) {
       perIp_.erase(ip);
     }

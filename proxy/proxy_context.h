@@ -1,7 +1,7 @@
 #pragma once
 /// ProxyContext — what all sessions of one proxy share, and nothing else
-/// (STYLE.md G8): the settings (immutable), the current RuleSet snapshot
-/// (swapped whole on reload; a session keeps the one it started with), the
+/// (STYLE.md G8): the serving config (settings, RuleSet and TLS context,
+/// swapped whole on reload; a session keeps the one it started with), the
 /// backend's last known capabilities, the decision log, the per-client
 /// connection counts, the worker pool for stages that may block on DNS, and
 /// the process's metrics. Thread-safe.
@@ -79,48 +79,59 @@ struct ProxySettings {
 /// Builds the proxy settings from the configuration.
 ProxySettings settingsFrom(const policies::Config& config);
 
+/// What a start or a reload puts in force at once. A session takes the one
+/// current when it is accepted and keeps it to its end, so a reload never
+/// changes the limits, rules or certificate under an open session.
+struct ServingConfig {
+  ProxySettings settings;
+  rules::RuleSetPtr rules;
+  /// STARTTLS to clients; nullptr when no certificate is configured (then
+  /// STARTTLS is neither offered nor accepted).
+  std::shared_ptr<asio::ssl::context> tls;
+  /// settings.trustedProxies, compiled (ProxyContext::install fills it in).
+  std::shared_ptr<const policies::CidrList> trustedProxies;
+
+  /// True if `peerIp` may send a PROXY protocol header (proxy.trusted_proxies).
+  [[nodiscard]] bool trustsProxy(const std::string& peerIp) const;
+};
+using ServingConfigPtr = std::shared_ptr<const ServingConfig>;
+
+/// The settings a reload cannot change in a running process (listeners, I/O
+/// threads, the kept-connection pools are made once at start): each such
+/// setting that differs in `fresh` is set back to its value in `running`,
+/// and its config key is returned, for the "restart to apply" warning.
+std::vector<std::string> keepStartOnlySettings(const ProxySettings& running, ProxySettings& fresh);
+
 class ProxyContext {
  public:
-  ProxyContext(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log);
+  ProxyContext(ServingConfig config, policies::DecisionLog* log);
 
-  [[nodiscard]] const ProxySettings& settings() const { return settings_; }
-
-  /// The server's TLS context, or nullptr when no certificate is configured
-  /// (then STARTTLS is neither offered nor accepted). Set once before serving.
-  void setTls(std::shared_ptr<asio::ssl::context> tls) { tls_ = std::move(tls); }
-  [[nodiscard]] asio::ssl::context* tls() const { return tls_.get(); }
-
-  [[nodiscard]] rules::RuleSetPtr rules() const {
+  /// The serving config in force now.
+  [[nodiscard]] ServingConfigPtr current() const {
     std::lock_guard lock(mutex_);
-    return rules_;
+    return current_;
   }
-  void setRules(rules::RuleSetPtr rules) {
-    std::lock_guard lock(mutex_);
-    rules_ = std::move(rules);
-  }
+  /// Puts `config` in force for the sessions accepted from now on. When the
+  /// backend changed, what was learnt about the old one is forgotten (its
+  /// capabilities, its XCLIENT offer) until the next probe or session.
+  void install(ServingConfig config);
 
   [[nodiscard]] std::optional<std::set<std::string>> backendCapabilities() const {
     std::lock_guard lock(mutex_);
     return backendCapabilities_;
   }
-  void setBackendCapabilities(std::optional<std::set<std::string>> caps) {
-    std::lock_guard lock(mutex_);
-    backendCapabilities_ = std::move(caps);
-  }
-
   /// The backend's "XCLIENT ..." capability in its answer to the proxy's own
   /// EHLO (probe or session), empty if it offered none; nullopt until seen.
   [[nodiscard]] std::optional<std::string> backendXclientOffer() const {
     std::lock_guard lock(mutex_);
     return backendXclientOffer_;
   }
-  void setBackendXclientOffer(std::optional<std::string> offer) {
-    if (!offer) {
-      return;  // nothing learnt: keep what was seen last
-    }
-    std::lock_guard lock(mutex_);
-    backendXclientOffer_ = std::move(offer);
-  }
+  /// What the probe or a session learnt from the backend `from`: its EHLO
+  /// capabilities and XCLIENT offer (each kept as before when nullopt).
+  /// Ignored when `from` is no longer the backend in force: a reload changed
+  /// it while the probe or the session was talking to the old one.
+  void learnBackend(const BackendOptions& from, std::optional<std::set<std::string>> caps,
+                    std::optional<std::string> xclientOffer);
 
   /// Writes a decision line; failures are counted, never fatal.
   void log(const policies::DecisionRecord& record) {
@@ -136,10 +147,8 @@ class ProxyContext {
   /// Null when there is no resolver: then stages run on the session's executor.
   [[nodiscard]] asio::thread_pool* blockingPool() { return blockingPool_.get(); }
 
-  /// True if `peerIp` may send a PROXY protocol header (proxy.trusted_proxies).
-  [[nodiscard]] bool trustsProxy(const std::string& peerIp) const;
-
-  /// Admits a connection from `ip` within the total and per-IP limits.
+  /// Admits a connection from `ip` within the total and per-IP limits (those
+  /// of the config in force).
   bool admit(const std::string& ip);
   void release(const std::string& ip);
 
@@ -147,14 +156,11 @@ class ProxyContext {
   policies::Metrics& metrics = policies::processMetrics();
 
  private:
-  ProxySettings settings_;
   mutable std::mutex mutex_;
-  rules::RuleSetPtr rules_;
+  ServingConfigPtr current_;
   std::optional<std::set<std::string>> backendCapabilities_;
   std::optional<std::string> backendXclientOffer_;
   policies::DecisionLog* log_;
-  std::shared_ptr<asio::ssl::context> tls_;
-  std::shared_ptr<const policies::CidrList> trustedProxies_;
   std::unique_ptr<asio::thread_pool> blockingPool_;
   std::map<std::string, std::size_t> perIp_;
   std::size_t connections_ = 0;

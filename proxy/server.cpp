@@ -72,23 +72,24 @@ std::string describe(const tcp::endpoint& e) {
 }  // namespace
 
 struct Server::Impl {
-  Impl(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
-       ReloadFunction reload, unsigned threads)
-      : context(std::move(settings), std::move(rules), log),
+  Impl(ServingConfig config, policies::DecisionLog* log, ReloadFunction reload, unsigned threads)
+      : context(std::move(config), log),
         threadCount(threads ? threads : std::max(1u, std::thread::hardware_concurrency())),
         openSessions(new std::atomic<int>[threadCount]()),
         ios(makeContexts(threadCount)),
         io(*ios.front()),
-        pools(makePools(ios, context.settings().backendReuse)),
+        pools(makePools(ios, context.current()->settings.backendReuse)),
         logFile(log),
-        reloadRules(std::move(reload)),
-        signals(io, SIGTERM, SIGINT, SIGHUP) {
+        reloadConfig(std::move(reload)),
+        signals(io, SIGTERM, SIGINT, SIGHUP),
+        probeTimer(io) {
     signals.add(SIGUSR1);
-    context.metrics.setRuleset(context.rules()->hash());
+    context.metrics.setRuleset(context.current()->rules->hash());
   }
 
   asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor);
   asio::awaitable<void> signalLoop();
+  void reload();
   asio::awaitable<void> probeLoop();
   asio::awaitable<void> drain();
   void spawnSession(tcp::socket socket, std::size_t contextIndex, const Peer& peer);
@@ -128,8 +129,10 @@ struct Server::Impl {
   /// before them (their sockets and timers belong to those contexts).
   std::vector<std::unique_ptr<BackendPool>> pools;
   policies::DecisionLog* logFile;
-  ReloadFunction reloadRules;
+  ReloadFunction reloadConfig;
   asio::signal_set signals;
+  /// The wait between backend probes; cancelled to probe at once.
+  asio::steady_timer probeTimer;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<std::unique_ptr<tcp::acceptor>> metricsAcceptors;
   bool stopping = false;
@@ -184,7 +187,7 @@ asio::awaitable<void> Server::Impl::acceptLoop(tcp::acceptor& acceptor) {
 }
 
 asio::awaitable<void> Server::Impl::drain() {
-  auto deadline = std::chrono::steady_clock::now() + context.settings().shutdownGrace;
+  auto deadline = std::chrono::steady_clock::now() + context.current()->settings.shutdownGrace;
   asio::steady_timer poll(io);
   while (context.metrics.sessionsOpen() > 0 && std::chrono::steady_clock::now() < deadline) {
     poll.expires_after(kDrainPoll);
@@ -210,14 +213,7 @@ asio::awaitable<void> Server::Impl::signalLoop() {
       co_return;
     }
     if (signo == SIGHUP) {
-      if (auto fresh = reloadRules ? reloadRules() : nullptr) {
-        context.setRules(fresh);
-        context.metrics.rulesLoaded(true, fresh->hash());
-        fmt::print(stderr, "smtpgate: reloaded rules, ruleset {}\n", fresh->hash());
-      } else {
-        context.metrics.rulesLoaded(false, {});
-        fmt::print(stderr, "smtpgate: reload failed, keeping the current rules\n");
-      }
+      reload();
       continue;
     }
     if (signo == SIGUSR1) {
@@ -241,33 +237,51 @@ asio::awaitable<void> Server::Impl::signalLoop() {
   }
 }
 
-asio::awaitable<void> Server::Impl::probeLoop() {
-  asio::steady_timer timer(io);
-  while (!stopping) {
-    // The probe's socket, its watchdog and this loop share one strand.
-    BackendClient probe(co_await asio::this_coro::executor, context.settings().backend);
-    auto caps = co_await probe.probe();
-    if (caps) {
-      context.setBackendCapabilities(std::move(caps));
-      context.setBackendXclientOffer(probe.xclientOffer());
-    } else {
-      fmt::print(stderr, "smtpgate: backend probe failed: {}\n", probe.lastError());
-    }
-    timer.expires_after(context.settings().backendProbeInterval);
-    co_await timer.async_wait(kUseTuple);
+void Server::Impl::reload() {
+  std::optional<ServingConfig> fresh = reloadConfig ? reloadConfig() : std::nullopt;
+  if (!fresh) {
+    context.metrics.rulesLoaded(false, {});
+    fmt::print(stderr, "smtpgate: reload failed, keeping the current config and rules\n");
+    return;
+  }
+  const ServingConfigPtr running = context.current();
+  for (const std::string& key : keepStartOnlySettings(running->settings, fresh->settings)) {
+    fmt::print(stderr, "smtpgate: reload: {} changed; it takes a restart to apply\n", key);
+  }
+  const bool backendChanged = !(fresh->settings.backend == running->settings.backend);
+  const std::string hash = fresh->rules->hash();
+  context.install(std::move(*fresh));
+  context.metrics.rulesLoaded(true, hash);
+  fmt::print(stderr, "smtpgate: reloaded the config and rules, ruleset {}\n", hash);
+  if (backendChanged) {
+    probeTimer.cancel();  // learn the new backend's capabilities now
   }
 }
 
-Server::Server(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
-               ReloadFunction reload, unsigned threads)
-    : impl_(std::make_unique<Impl>(std::move(settings), std::move(rules), log, std::move(reload),
-                                   threads)) {}
+asio::awaitable<void> Server::Impl::probeLoop() {
+  while (!stopping) {
+    // The probe's socket, its watchdog and this loop share one strand.
+    const ServingConfigPtr config = context.current();
+    BackendClient probe(co_await asio::this_coro::executor, config->settings.backend);
+    auto caps = co_await probe.probe();
+    if (!(context.current()->settings.backend == config->settings.backend)) {
+      continue;  // a reload changed the backend meanwhile: probe the new one now
+    }
+    if (caps) {
+      context.learnBackend(config->settings.backend, std::move(caps), probe.xclientOffer());
+    } else {
+      fmt::print(stderr, "smtpgate: backend probe failed: {}\n", probe.lastError());
+    }
+    probeTimer.expires_after(config->settings.backendProbeInterval);
+    co_await probeTimer.async_wait(kUseTuple);
+  }
+}
+
+Server::Server(ServingConfig config, policies::DecisionLog* log, ReloadFunction reload,
+               unsigned threads)
+    : impl_(std::make_unique<Impl>(std::move(config), log, std::move(reload), threads)) {}
 
 Server::~Server() = default;
-
-void Server::setTls(std::shared_ptr<asio::ssl::context> tls) {
-  impl_->context.setTls(std::move(tls));
-}
 
 namespace {
 
@@ -342,12 +356,13 @@ bool listenOnAll(asio::io_context& io, const policies::HostPort& hp, std::string
 }  // namespace
 
 bool Server::bind() {
-  for (const auto& hp : impl_->context.settings().listen) {
+  const ServingConfigPtr config = impl_->context.current();
+  for (const auto& hp : config->settings.listen) {
     if (!listenOnAll(impl_->io, hp, "listening", impl_->acceptors)) {
       return false;
     }
   }
-  if (const auto& metrics = impl_->context.settings().metricsListen) {
+  if (const auto& metrics = config->settings.metricsListen) {
     if (!listenOnAll(impl_->io, *metrics, "metrics", impl_->metricsAcceptors)) {
       return false;
     }
@@ -373,9 +388,9 @@ int Server::run() {
     asio::co_spawn(asio::make_strand(impl_->io), serveMetrics(*a, render), asio::detached);
   }
   asio::co_spawn(asio::make_strand(impl_->io), impl_->probeLoop(), asio::detached);
-  fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n",
-             impl_->context.settings().backend.host, impl_->context.settings().backend.port,
-             impl_->threadCount);
+  const BackendOptions& backend = impl_->context.current()->settings.backend;
+  fmt::print(stderr, "smtpgate: proxy ready, backend {}:{}, {} thread(s)\n", backend.host,
+             backend.port, impl_->threadCount);
   // The other contexts have no work until a session arrives: keep them
   // running until drain() stops them.
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keepRunning;

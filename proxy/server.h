@@ -13,13 +13,17 @@
 ///
 /// Signals: SIGTERM/SIGINT stop accepting and let open sessions finish up to
 /// the shutdown grace, then cancel them; SIGHUP calls the reload function and
-/// swaps in the new RuleSet only if it loaded without errors (the old set
-/// stays otherwise, and the diagnostics go to stderr); SIGUSR1 reopens the
-/// decision log (logrotate). The backend's EHLO capabilities are probed at
-/// start-up and every `backendProbeInterval`.
+/// puts the new ServingConfig (settings, rules, TLS certificate) in force for
+/// new sessions only if it loaded without errors (the old one stays
+/// otherwise, and the diagnostics go to stderr); settings that need a
+/// restart (keepStartOnlySettings) keep their running values, with a
+/// warning. SIGUSR1 reopens the decision log (logrotate). The backend's EHLO
+/// capabilities are probed at start-up, every `backendProbeInterval`, and at
+/// once after a reload that changed the backend.
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <boost/asio/ssl/context.hpp>
@@ -28,17 +32,16 @@
 
 namespace smtpgate::proxy {
 
-/// Loads the rules anew; nullptr (with diagnostics already reported) on errors.
-using ReloadFunction = std::function<rules::RuleSetPtr()>;
+/// Loads the config and rules anew; nullopt (with the reasons already
+/// reported) when anything in them is wrong.
+using ReloadFunction = std::function<std::optional<ServingConfig>()>;
 
 class Server {
  public:
-  Server(ProxySettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
-         ReloadFunction reload, unsigned threads = 0);
+  Server(ServingConfig config, policies::DecisionLog* log, ReloadFunction reload,
+         unsigned threads = 0);
   ~Server();
 
-  /// Enables STARTTLS with this context (call before run()).
-  void setTls(std::shared_ptr<asio::ssl::context> tls);
   /// Binds the listeners; false (with a message on stderr) if one can't be bound.
   bool bind();
   /// Serves until SIGTERM/SIGINT; returns the process exit code.

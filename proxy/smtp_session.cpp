@@ -104,10 +104,11 @@ SmtpSession::SmtpSession(tcp::socket socket, ProxyContext& context, BackendPool&
                   socket_.cancel(ignored);
                 }),
       context_(context),
-      settings_(context.settings()),
+      config_(context.current()),
+      settings_(config_->settings),
       backends_(backends),
-      policy_(context.rules(), policies::newSessionId(), context.settings().policy),
-      lines_(context.settings().maxLineLength) {
+      policy_(config_->rules, policies::newSessionId(), settings_.policy),
+      lines_(settings_.maxLineLength) {
   auto address = peer.remote.address();
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {
     address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
@@ -251,7 +252,7 @@ asio::awaitable<bool> SmtpSession::readProxyHeader() {
   };
   // Whoever sends the header chooses the address every rule sees: only the
   // configured balancers may, and the spec says to close without a reply.
-  if (!context_.trustsProxy(peer)) {
+  if (!config_->trustsProxy(peer)) {
     co_return refuse("not in proxy.trusted_proxies");
   }
   ProxyHeaderParser parser;
@@ -444,8 +445,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onHelo(const ParsedCommand& comm
     reply("250 " + settings_.hostname);
     co_return Next::Continue;
   }
-  extensions_ = advertisedExtensions(
-      backendCaps, {settings_.maxMessageSize, context_.tls() != nullptr && !tls_});
+  extensions_ = advertisedExtensions(backendCaps,
+                                     {settings_.maxMessageSize, config_->tls != nullptr && !tls_});
   std::string out = "250-" + settings_.hostname + "\r\n";
   for (std::size_t i = 0; i < extensions_.size(); ++i) {
     out += (i + 1 == extensions_.size() ? "250 " : "250-") + extensions_[i] + "\r\n";
@@ -709,7 +710,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRset() {
 // arrived in plaintext and must not be executed inside the TLS session, so
 // the input buffer is thrown away; the session then starts over (EHLO again).
 asio::awaitable<SmtpSession::Next> SmtpSession::onStartTls(const ParsedCommand& command) {
-  if (context_.tls() == nullptr) {
+  if (config_->tls == nullptr) {
     co_return error("454 4.7.0 TLS not available");
   }
   if (tls_) {
@@ -724,7 +725,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onStartTls(const ParsedCommand& 
   }
   inbuf_.clear();
   lines_.reset();
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *context_.tls());
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *config_->tls);
   auto ec = co_await withinNoBytes(watchdog_,
                                    tls_->async_handshake(asio::ssl::stream_base::server, kUseTuple),
                                    settings_.tlsHandshakeTimeout);
@@ -765,7 +766,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
     co_return true;
   }
   const XclientFields client = clientFields();
-  std::unique_ptr<BackendClient> kept = backends_.take();
+  std::unique_ptr<BackendClient> kept = backends_.take(settings_.backend);
   if (kept) {
     kept->reintroduce(client);
     backend_ = std::move(kept);
@@ -780,8 +781,7 @@ asio::awaitable<bool> SmtpSession::ensureBackend() {
     co_return false;
   }
   context_.metrics.backendSession(false);
-  context_.setBackendCapabilities(backend_->capabilities());
-  context_.setBackendXclientOffer(backend_->xclientOffer());
+  context_.learnBackend(settings_.backend, backend_->capabilities(), backend_->xclientOffer());
   co_return true;
 }
 

@@ -131,7 +131,10 @@ class SmtpSession {
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   policies::TlsInfo tlsInfo_;
   ProxyContext& context_;
-  const ProxySettings& settings_;  ///< the context's: fixed while the server runs
+  /// The config in force when the session was accepted; a reload does not
+  /// change it under the session.
+  const ServingConfigPtr config_;
+  const ProxySettings& settings_;  ///< config_'s
   BackendPool& backends_;
   std::string clientIp_;
   std::uint16_t clientPort_ = 0;

@@ -16,6 +16,8 @@ PACKAGES=(
   # real programs the integration tests and benchmarks start on loopback
   postfix swaks libnet-ssleay-perl libio-socket-inet6-perl unbound opendkim-tools redis-server
   procps python3 python3-yaml openssl
+  # the snakeoil certificate contrib/smtpgate.toml offers with STARTTLS (lint loads it)
+  ssl-cert
   # DMARC's organizational domains (/usr/share/publicsuffix/public_suffix_list.dat)
   publicsuffix
   # smtpgate report's test renders the page in headless Chromium; sd_notify for
@@ -31,8 +33,18 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# ssl-cert makes its snakeoil pair when it is installed; machine images often
+# leave it out (it is a private key). Made again here as ssl-cert would.
+ensure_snakeoil() {
+  if [ ! -e /etc/ssl/certs/ssl-cert-snakeoil.pem ] || [ ! -e /etc/ssl/private/ssl-cert-snakeoil.key ]; then
+    echo "setup-deps: making the snakeoil certificate (make-ssl-cert)"
+    $SUDO make-ssl-cert generate-default-snakeoil --force-overwrite
+  fi
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "setup-deps: all ${#PACKAGES[@]} packages already installed"
+  ensure_snakeoil
   exit 0
 fi
 
@@ -52,4 +64,5 @@ fi
 trap '[ "$created_policy" = 1 ] && $SUDO rm -f "$policy_rc"' EXIT
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+ensure_snakeoil
 echo "setup-deps: done"

@@ -180,6 +180,31 @@ TEST_CASE("proxy does not start with a backend CA file it cannot read, and says 
                                     ": No such file or directory"));
 }
 
+TEST_CASE("lint loads the TLS certificate, key and CA file as the proxy would", "[cli]") {
+  TempDir dir;
+  const std::string tls =
+      "tls_certificate = \"cert.pem\"\ntls_key = \"key.pem\"\n"
+      "backend_tls = \"verify\"\nbackend_tls_ca_file = \"ca.pem\"\n";
+  fs::path config = dir.write("smtpgate.toml", "[proxy]\n" + tls + "[rules]\nfiles = []\n");
+  Result missing = run("lint -c " + shellQuote(config.string()));
+  INFO(missing.out);
+  CHECK(missing.exitCode == 1);
+  CHECK_THAT(missing.out, Catch::Contains("TLS certificate " + dir.file("cert.pem")) &&
+                              Catch::Contains("backend TLS: " + dir.file("ca.pem")) &&
+                              Catch::Contains("2 error(s)"));
+
+  const std::string openssl =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=lint.test"
+      " -keyout " +
+      shellQuote(dir.file("key.pem")) + " -out " + shellQuote(dir.file("cert.pem")) +
+      " 2>/dev/null";
+  REQUIRE(std::system(openssl.c_str()) == 0);
+  fs::copy_file(dir.file("cert.pem"), dir.file("ca.pem"));
+  Result present = run("lint -c " + shellQuote(config.string()));
+  INFO(present.out);
+  CHECK(present.exitCode == 0);
+}
+
 TEST_CASE("check reports usage, input and config errors with distinct exit codes", "[cli]") {
   TempDir dir;
   fs::path good = writeConfig(dir, "rule r on mail when sender == x@y.z then reject\n");

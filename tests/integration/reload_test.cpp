@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "tests/support/process.h"
 #include "tests/support/smtp_client.h"
@@ -122,8 +123,9 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
     proxy.reload();
     REQUIRE_FALSE(
         waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
-    CHECK_THAT(proxy.log(), Catch::Contains("test.rules:1:") &&
-                                Catch::Contains("reload failed, keeping the current rules"));
+    CHECK_THAT(proxy.log(),
+               Catch::Contains("test.rules:1:") &&
+                   Catch::Contains("reload failed, keeping the current config and rules"));
     SmtpClient later;
     startTransaction(later, proxy, deadline);
     SmtpReply b = later.command("RCPT TO:<b@example.com>", deadline);
@@ -184,6 +186,126 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
   startTransaction(fixed, proxy, deadline);
   CHECK(fixed.command("RCPT TO:<a@example.com>", deadline).code == 550);
   CHECK(fixed.command("RCPT TO:<b@example.com>", deadline).code == 250);
+}
+
+/// The subject of the certificate the proxy presents after STARTTLS.
+std::string presentedCertificate(const SmtpgateProcess& proxy) {
+  CommandResult r =
+      runCommand({"openssl", "s_client", "-starttls", "smtp", "-connect", proxy.server(), "-brief"},
+                 kTimeout, "QUIT\n");
+  INFO(r.output);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.output, m, std::regex(R"(Peer certificate: ([^\n]*))")));
+  return m[1];
+}
+
+/// One message through a fresh session; the recipients' replies.
+std::vector<int> sendTo(const SmtpgateProcess& proxy, const std::vector<std::string>& rcpts,
+                        Deadline deadline) {
+  SmtpClient client;
+  startTransaction(client, proxy, deadline);
+  std::vector<int> codes;
+  for (const std::string& rcpt : rcpts) {
+    codes.push_back(client.command("RCPT TO:<" + rcpt + ">", deadline).code);
+  }
+  REQUIRE(client.command("DATA", deadline).code == 354);
+  REQUIRE(client.command("Subject: reload\r\n\r\nbody\r\n.", deadline).code == 250);
+  client.command("QUIT", deadline);
+  return codes;
+}
+
+TEST_CASE("reload: SIGHUP puts the whole config in force for new sessions, certificate included",
+          "[proxy][reload][metrics]") {
+  SKIP_WITHOUT_SMTP_SINK();
+  SmtpSinkOptions without8bit;
+  without8bit.eightBitMime = false;
+  SmtpSink first(without8bit);
+  first.start();
+  SmtpSink second;  // offers 8BITMIME
+  second.start();
+  const std::uint16_t metricsPort = freePort();
+  SmtpgateOptions options = withOldRules(first, metricsPort);
+  options.watchRules = false;
+  options.tls = true;
+  options.hostname = "before.test";
+  // One I/O thread: a session's backend connection is back in the pool
+  // before the next session is even accepted.
+  options.proxy = {{"max_recipients", "1"}, {"threads", "1"}};
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  auto deadline = deadlineIn(kTimeout);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
+  CHECK_THAT(presentedCertificate(proxy), Catch::Contains("before.test"));
+
+  SmtpClient before;  // opened under the first config
+  before.connect(proxy.host(), proxy.port(), deadline);
+  CHECK_THAT(before.readBanner(deadline).text(), Catch::Contains("before.test"));
+
+  // Another backend, host name, certificate and limit; and a start-only key.
+  options.backend = second.host() + ":" + std::to_string(second.port());
+  options.hostname = "after.test";
+  options.proxy = {{"max_recipients", "2"}, {"threads", "3"}};
+  proxy.reconfigure(options);
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+  CHECK_THAT(proxy.log(), Catch::Contains("[proxy] threads changed; it takes a restart to apply"));
+
+  SECTION("the open session finishes on the first config, through the first backend") {
+    REQUIRE(before.command("EHLO reload.client.test", deadline).code == 250);
+    REQUIRE(before.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+    CHECK(before.command("RCPT TO:<x@example.com>", deadline).code == 250);
+    CHECK(before.command("RCPT TO:<y@example.com>", deadline).code == 452);  // limit 1
+    REQUIRE(before.command("DATA", deadline).code == 354);
+    REQUIRE(before.command("Subject: old\r\n\r\nbody\r\n.", deadline).code == 250);
+    CHECK(first.waitForMessages(1, deadline));
+    CHECK(second.messageCount() == 0);
+    // Its connection to the first backend is kept, and must not serve the
+    // sessions of the new config.
+    CHECK(before.command("QUIT", deadline).code == 221);
+    CHECK(sendTo(proxy, {"z@example.com"}, deadline) == std::vector<int>{250});
+    CHECK(second.waitForMessages(1, deadline));
+    CHECK(first.messageCount() == 1);
+  }
+  SECTION("a new session has the new name, certificate, limit and backend") {
+    // The new backend is probed at once, not a probe interval (60 s) later
+    // (before any session could learn its capabilities).
+    CHECK(waitFor(
+        [&] {
+          SmtpClient probe;
+          probe.connect(proxy.host(), proxy.port(), deadline);
+          probe.readBanner(deadline);
+          return probe.command("EHLO reload.client.test", deadline).text().find("8BITMIME") !=
+                 std::string::npos;
+        },
+        deadline));
+    SmtpClient after;
+    after.connect(proxy.host(), proxy.port(), deadline);
+    CHECK_THAT(after.readBanner(deadline).text(), Catch::Contains("after.test"));
+    CHECK_THAT(presentedCertificate(proxy), Catch::Contains("after.test"));
+    CHECK(sendTo(proxy, {"x@example.com", "y@example.com"}, deadline) ==
+          std::vector<int>{250, 250});
+    CHECK(second.waitForMessages(1, deadline));
+    CHECK(first.messageCount() == 0);
+  }
+  SECTION("a certificate that does not load refuses the reload; the config before it stays") {
+    writeFile(proxy.certificatePath(), "not a certificate\n");
+    options.hostname = "broken.test";
+    options.tls = false;  // keep the broken file: the config still names it
+    options.proxy = {{"max_recipients", "2"},
+                     {"threads", "3"},
+                     {"tls_certificate", "\"" + proxy.certificatePath() + "\""},
+                     {"tls_key", "\"" + proxy.certificatePath() + ".key\""}};
+    proxy.reconfigure(options);
+    REQUIRE_FALSE(
+        waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+    CHECK_THAT(proxy.log(), Catch::Contains("TLS certificate " + proxy.certificatePath()) &&
+                                Catch::Contains("reload failed, keeping the current config"));
+    SmtpClient later;
+    later.connect(proxy.host(), proxy.port(), deadline);
+    CHECK_THAT(later.readBanner(deadline).text(), Catch::Contains("after.test"));
+    CHECK_THAT(presentedCertificate(proxy), Catch::Contains("after.test"));
+  }
 }
 
 TEST_CASE("metrics: the endpoint answers only GET /metrics", "[proxy][metrics]") {

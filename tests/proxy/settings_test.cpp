@@ -96,5 +96,46 @@ backend_tls = "verify"
   CHECK(s.backend.tlsContext == nullptr);  // made by the caller, which can report a bad CA file
 }
 
+TEST_CASE("keepStartOnlySettings: a reload keeps listeners, threads and pools, takes the rest",
+          "[proxy][settings][reload]") {
+  const ProxySettings running = settingsFrom(parse(R"([proxy]
+listen = ["127.0.0.1:2525"]
+threads = 2
+max_recipients = 10
+hostname = "old.test"
+)"));
+  SECTION("changes to start-only keys are undone and named") {
+    ProxySettings fresh = settingsFrom(parse(R"([proxy]
+listen = ["127.0.0.1:2526", "[::1]:2526"]
+threads = 4
+backend_idle_connections = 7
+max_recipients = 20
+hostname = "new.test"
+[metrics]
+listen = "127.0.0.1:9100"
+)"));
+    CHECK(keepStartOnlySettings(running, fresh) ==
+          std::vector<std::string>{"[proxy] listen", "[proxy] threads", "[metrics] listen",
+                                   "[proxy] backend_idle_connections/backend_idle_time/"
+                                   "backend_reuse_time"});
+    CHECK(fresh.listen == running.listen);
+    CHECK(fresh.threads == 2);
+    CHECK_FALSE(fresh.metricsListen);
+    CHECK(fresh.backendReuse == running.backendReuse);
+    CHECK(fresh.maxRecipients == 20);  // the rest is the new config's
+    CHECK(fresh.hostname == "new.test");
+    CHECK(fresh.backend.ehloName == "new.test");
+  }
+  SECTION("nothing to say when only reloadable keys changed") {
+    ProxySettings fresh = settingsFrom(parse(R"([proxy]
+listen = ["127.0.0.1:2525"]
+threads = 2
+max_recipients = 30
+)"));
+    CHECK(keepStartOnlySettings(running, fresh).empty());
+    CHECK(fresh.maxRecipients == 30);
+  }
+}
+
 }  // namespace
 }  // namespace smtpgate::proxy

@@ -71,6 +71,15 @@ void SmtpgateProcess::reload() {
   }
 }
 
+void SmtpgateProcess::reconfigure(SmtpgateOptions options) {
+  options_ = std::move(options);
+  if (options_.tls) {
+    makeTestCertificate(certificatePath(), dir_.file("key.pem"), options_.hostname);
+  }
+  writeFiles();
+  reload();
+}
+
 void SmtpgateProcess::writeFiles() const {
   std::string rulesPath = this->rulesPath();
   writeFile(rulesPath, options_.rules);

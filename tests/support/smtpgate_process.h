@@ -79,6 +79,9 @@ class SmtpgateProcess {
   std::string rulesPath() const { return dir_.file("test.rules"); }
   /// SIGHUP: the proxy reloads config, rules and lists.
   void reload();
+  /// Rewrites the config and the rule file from `options` (the listener
+  /// stays; with `tls`, a new certificate for its hostname), then reload().
+  void reconfigure(SmtpgateOptions options);
   std::string decisionLogPath() const { return dir_.file("decisions.jsonl"); }
   /// The decision log's lines so far (one JSON object each).
   std::vector<std::string> decisionLines() const;
