@@ -409,7 +409,15 @@ void applyProxyHostname(Ctx& c, const toml::node& n, Config& cfg) {
   }
 }
 
-void applyProxyMaxMessageSize(Ctx& c, const toml::node& n, Config& cfg) {
+/// A positive size in bytes: a whole number, or text with an optional K, M,
+/// G or T suffix ("50M").
+struct SizeKey {
+  std::string_view name;
+  std::uint64_t ProxyConfig::*member;
+};
+
+template <const SizeKey& K>
+void applySizeKey(Ctx& c, const toml::node& n, Config& cfg) {
   std::optional<std::uint64_t> size;
   if (const auto* i = n.as_integer()) {
     if (i->get() >= 0) {
@@ -418,17 +426,20 @@ void applyProxyMaxMessageSize(Ctx& c, const toml::node& n, Config& cfg) {
   } else if (const auto* s = n.as_string()) {
     size = parseSize(s->get());
   } else {
-    typeError(c, n, "proxy.max_message_size", "a size like \"50M\"");
+    typeError(c, n, K.name, "a size like \"50M\"");
     return;
   }
   if (!size || *size == 0) {
-    c.error(n.source(), "proxy.max_message_size: bad size " + valueText(n) +
+    c.error(n.source(), std::string(K.name) + ": bad size " + valueText(n) +
                             "; use a positive number of bytes with an optional K, M, G or T "
                             "suffix, like \"50M\"");
     return;
   }
-  cfg.proxy.maxMessageSize = *size;
+  cfg.proxy.*K.member = *size;
 }
+
+constexpr SizeKey kMaxMessageSize{"proxy.max_message_size", &ProxyConfig::maxMessageSize};
+constexpr SizeKey kMaxHeaderSize{"proxy.max_header_size", &ProxyConfig::maxHeaderSize};
 
 void applyProxyTlsCertificate(Ctx& c, const toml::node& n, Config& cfg) {
   if (auto v = getString(c, n, "proxy.tls_certificate")) {
@@ -816,7 +827,8 @@ constexpr KeySpec kProxyKeys[] = {
     {"backend", applyProxyBackend},
     {"xclient", applyProxyXclient},
     {"hostname", applyProxyHostname},
-    {"max_message_size", applyProxyMaxMessageSize},
+    {"max_message_size", applySizeKey<kMaxMessageSize>},
+    {"max_header_size", applySizeKey<kMaxHeaderSize>},
     {"tls_certificate", applyProxyTlsCertificate},
     {"tls_key", applyProxyTlsKey},
     {"backend_tls", applyProxyBackendTls},

@@ -67,6 +67,9 @@ struct ProxyConfig {
   bool xclient = true;
   std::string hostname;  ///< default: gethostname()
   std::uint64_t maxMessageSize = 50ull << 20;
+  /// The message's header section, up to the line that ends it [none: Postfix
+  /// cuts each header at header_size_limit = 102400; Exim's header_maxsize = 1M].
+  std::uint64_t maxHeaderSize = 1ull << 20;
   std::string tlsCertificate, tlsKey;
   BackendTlsLevel backendTls = BackendTlsLevel::None;  ///< [smtp_tls_security_level]
   std::string backendTlsCaFile;  ///< "verify": trusted CAs; empty: the system's [smtp_tls_CAfile]

@@ -26,8 +26,9 @@ constexpr std::array kReplies = {
     ReplySpec{DataError::BareCr, 550, {5, 5, 2}, "Error: bare <CR> received"},
     ReplySpec{DataError::TooBig, 552, {5, 3, 4}, "Message size exceeds fixed maximum message size"},
     ReplySpec{DataError::LineTooLong, 554, {5, 6, 0}, "Error: message line too long"},
+    ReplySpec{DataError::HeaderTooBig, 552, {5, 3, 4}, "Error: message header size exceeds limit"},
 };
-static_assert(kReplies.size() == static_cast<std::size_t>(DataError::LineTooLong) + 1);
+static_assert(kReplies.size() == static_cast<std::size_t>(DataError::HeaderTooBig) + 1);
 
 /// The position of the first CR or LF at or after `from` (bytes.size() if
 /// none), by memchr(), which scans many bytes per step where a loop over the
@@ -66,6 +67,11 @@ void DataFramer::reset() {
   bytesIn_ = 0;
   bytesOut_ = 0;
   lineLength_ = 0;
+  inHeader_ = true;
+  headerBytes_ = 0;
+  lineKind_ = LineKind::Unknown;
+  fieldName_ = false;
+  spaceAfterName_ = false;
   out_.clear();
 }
 
@@ -186,8 +192,43 @@ void DataFramer::lineEnd() {
       bytesOut_ += 2;
     }
   }
+  if (inHeader_) {
+    countHeaderLine();
+  }
   lineLength_ = 0;
   state_ = State::LineStart;
+}
+
+void DataFramer::countHeaderLine() {
+  if (lineLength_ == 0 || lineKind_ != LineKind::Header) {
+    inHeader_ = false;  // the empty line, or the body began without one
+    return;
+  }
+  headerBytes_ += lineLength_ + 2;
+  if (headerBytes_ > limits_.maxHeader) {
+    fail(DataError::HeaderTooBig);
+  }
+  lineKind_ = LineKind::Unknown;
+  fieldName_ = false;
+  spaceAfterName_ = false;
+}
+
+void DataFramer::classify(std::string_view bytes) {
+  for (std::size_t i = 0; i < bytes.size() && lineKind_ == LineKind::Unknown; ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const bool wsp = c == ' ' || c == '\t';
+    if (wsp && lineLength_ + i == 0) {
+      lineKind_ = LineKind::Header;  // folded: a continuation of the field before
+    } else if (c == ':') {
+      lineKind_ = fieldName_ ? LineKind::Header : LineKind::Body;
+    } else if (wsp && fieldName_) {
+      spaceAfterName_ = true;
+    } else if (c > ' ' && c < 127 && !spaceAfterName_) {
+      fieldName_ = true;
+    } else {
+      lineKind_ = LineKind::Body;
+    }
+  }
 }
 
 void DataFramer::emit(std::string_view bytes) {
@@ -200,6 +241,9 @@ void DataFramer::emit(std::string_view bytes) {
   std::size_t lineRoom = limits_.maxLine - lineLength_;
   std::size_t n =
       static_cast<std::size_t>(std::min<std::uint64_t>({bytes.size(), sizeRoom, lineRoom}));
+  if (inHeader_ && lineKind_ == LineKind::Unknown) {
+    classify(bytes.substr(0, n));
+  }
   out_.append(bytes.substr(0, n));
   bytesOut_ += n;
   lineLength_ += n;

@@ -30,7 +30,13 @@
 /// a terminator is kept as ".".
 ///
 /// Limits (DataLimits): maxSize bytes of message (after unstuffing, CRLF line
-/// ends: the RFC 1870 SIZE measure) → TooBig; maxLine bytes on one line → LineTooLong.
+/// ends: the RFC 1870 SIZE measure) → TooBig; maxLine bytes on one line →
+/// LineTooLong; maxHeader bytes of header section → HeaderTooBig, seen at the
+/// end of the header line that crosses it. The header section ends at the
+/// empty line, or, as Postfix's cleanup and GMime read it, at the first line
+/// that is neither a header field ("Name:", RFC 5322 2.2, obsolete spaces
+/// before the colon allowed) nor a folded continuation (leading WSP): a
+/// message without the empty line is not all header.
 ///
 /// BDAT chunks (RFC 3030, Framing::Chunks): the same line-end rules and
 /// limits, but no dot-stuffing and no terminator: the session knows each
@@ -79,15 +85,17 @@ enum class BareLinePolicy { Reject, Normalize };
 struct DataLimits {
   std::uint64_t maxSize = limits::kMessageSizeMax;  ///< UINT64_MAX for no limit
   std::size_t maxLine = limits::kDataLineMax;
+  std::uint64_t maxHeader = limits::kHeaderSizeMax;
   BareLinePolicy bareLines = BareLinePolicy::Reject;
 };
 
 enum class DataError {
   None,
-  BareLf,       ///< an LF without CR (Reject policy)
-  BareCr,       ///< a CR without LF (Reject policy)
-  TooBig,       ///< over DataLimits::maxSize
-  LineTooLong,  ///< a line over DataLimits::maxLine
+  BareLf,        ///< an LF without CR (Reject policy)
+  BareCr,        ///< a CR without LF (Reject policy)
+  TooBig,        ///< over DataLimits::maxSize
+  LineTooLong,   ///< a line over DataLimits::maxLine
+  HeaderTooBig,  ///< a header section over DataLimits::maxHeader
 };
 
 /// How the client marks the end of the message.
@@ -124,7 +132,15 @@ class DataFramer {
     Cr,         ///< a CR inside a line
   };
 
+  /// What the current line is, while the header section lasts.
+  enum class LineKind { Unknown, Header, Body };
+
   void step(char c);
+  /// Reads `bytes`, more of the current line, until it is known to be a
+  /// header line (field or continuation) or not.
+  void classify(std::string_view bytes);
+  /// At a line end: the header section grows by the line, or ends.
+  void countHeaderLine();
   void midLine(char c);
   void bareLineEnd(DataError kind);
   void lineEnd();
@@ -143,7 +159,12 @@ class DataFramer {
   std::uint64_t bytesIn_ = 0;
   std::uint64_t bytesOut_ = 0;
   std::size_t lineLength_ = 0;
-  std::string out_;  ///< output of the current feed, not yet in the sink
+  bool inHeader_ = true;
+  std::uint64_t headerBytes_ = 0;
+  LineKind lineKind_ = LineKind::Unknown;
+  bool fieldName_ = false;       ///< the line began with field-name characters
+  bool spaceAfterName_ = false;  ///< and then WSP (obsolete "Name :")
+  std::string out_;              ///< output of the current feed, not yet in the sink
 };
 
 /// The one reply for each error, e.g. "552 5.3.4 Message size exceeds fixed

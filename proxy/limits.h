@@ -27,6 +27,13 @@ inline constexpr std::size_t kRecipientsMax = 1000;
 /// (the RFC 1870 SIZE measure). Postfix: message_size_limit = 10240000.
 inline constexpr std::uint64_t kMessageSizeMax = 10'240'000;
 
+/// Largest header section of a message: its lines, CRLFs included, up to the
+/// empty line (or the first line that is no header field) that ends it. The
+/// data-stage rules parse and match every header, so this bounds their work
+/// however the message is built. Postfix has no total: it cuts each header
+/// at header_size_limit = 102400; Exim refuses past header_maxsize = 1M.
+inline constexpr std::uint64_t kHeaderSizeMax = std::uint64_t{1} << 20;
+
 /// Longest line of message text. RFC 5322 allows 998+2 but real mail breaks
 /// it, so the proxy is lenient and only bounded. Postfix has no equivalent: it
 /// splits lines longer than line_length_limit into several queue records.

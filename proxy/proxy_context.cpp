@@ -49,6 +49,7 @@ ProxySettings settingsFrom(const policies::Config& config) {
   s.backend.ehloName = s.hostname;
   s.backend.xclient = config.proxy.xclient;
   s.maxMessageSize = config.proxy.maxMessageSize;
+  s.maxHeaderSize = config.proxy.maxHeaderSize;
   s.policy.dryRun = config.rules.mode == policies::RulesMode::DryRun;
   s.policy.dnsFailure = config.failure.dns;
   s.policy.hostname = s.hostname;

@@ -39,6 +39,7 @@ struct ProxySettings {
   /// server (the Server splits it between its I/O threads).
   BackendPoolLimits backendReuse = {100, std::chrono::seconds(2), std::chrono::seconds(300)};
   std::uint64_t maxMessageSize = limits::kMessageSizeMax;
+  std::uint64_t maxHeaderSize = limits::kHeaderSizeMax;  ///< the message's header section
   std::size_t maxRecipients = limits::kRecipientsMax;
   /// Errors (unknown commands, bad syntax, refused commands) before "421 4.7.0
   /// Too many errors" and close. Postfix: smtpd_hard_error_limit = 20.

@@ -76,6 +76,7 @@ struct HeldMessage {
   static DataLimits limitsFor(const ProxySettings& settings, std::uint64_t sizeLimit) {
     DataLimits limits;
     limits.maxSize = sizeLimit ? sizeLimit : UINT64_MAX;
+    limits.maxHeader = settings.maxHeaderSize;
     limits.bareLines = settings.bareLines;
     return limits;
   }

@@ -1,6 +1,6 @@
-// Fuzz target: DataFramer and DotStuffer. The first byte picks the limits,
-// the bare-line policy and the framing (DATA or BDAT chunks); the rest is the
-// client's bytes. Invariants: the same result however the input is chunked;
+// Fuzz target: DataFramer and DotStuffer. The first byte picks the limits
+// (size, line, header), the bare-line policy and the framing (DATA or BDAT
+// chunks); the rest is the client's bytes. Invariants: the same result however the input is chunked;
 // output bounded by maxSize; nothing consumed after the terminator (DATA),
 // everything consumed (BDAT); and a message framed without error, dot-stuffed
 // and framed again as DATA comes back identical, as exactly one message.
@@ -65,6 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.maxSize = (knobs & 2) != 0 ? 64 : 1 << 20;
   limits.maxLine = (knobs & 4) != 0 ? 16 : 1 << 20;
   const Framing framing = (knobs & 8) != 0 ? Framing::Chunks : Framing::DotTerminated;
+  limits.maxHeader = (knobs & 16) != 0 ? 32 : 1 << 20;
 
   Result whole = frame({input}, limits, framing);
   FUZZ_CHECK(frame(smtpgate::fuzz::chunked(input, knobs), limits, framing) == whole);
@@ -86,6 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string stuffed = dotStuff(whole.message);
   DataLimits strict;
   strict.maxSize = UINT64_MAX;
+  strict.maxHeader = UINT64_MAX;
   Result again = frame({stuffed}, strict);
   FUZZ_CHECK(again.complete);
   FUZZ_CHECK(again.consumed == stuffed.size());

@@ -1265,6 +1265,54 @@ TEST_CASE("proxy: a refused BDAT's chunk is read and thrown away, never run as c
   CHECK(gate.postfix().sink().messages().empty());
 }
 
+TEST_CASE("proxy: a message over the size or header limit is refused at its end, never delivered",
+          "[proxy]") {
+  SKIP_WITHOUT_POSTFIX();
+  SmtpgateOptions options;
+  options.proxy = {{"max_message_size", "100000"}, {"max_header_size", "\"2K\""}};
+  ProxiedPostfix gate(options);
+  auto deadline = deadlineIn(kTimeout);
+  SmtpClient client;
+  connectAndGreet(client, gate.proxy(), "client.test", deadline);
+  auto transaction = [&](const std::string& message) {
+    REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+    REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+    REQUIRE(client.command("DATA", deadline).code == 354);
+    return client.command(message + ".", deadline);
+  };
+
+  // 2,048 bytes of header allowed: a folded header of 40 x 60 bytes is more.
+  std::string folded = "X-Long: start\r\n";
+  for (int i = 0; i < 40; ++i) {
+    folded += "\t" + std::string(57, 'h') + "\r\n";
+  }
+  SmtpReply header = transaction("Subject: long header\r\n" + folded + "\r\nbody\r\n");
+  CHECK(header.code == 552);
+  CHECK(header.text() == "5.3.4 Error: message header size exceeds limit");
+  // The same bytes as body are fine, up to the size limit.
+  SmtpReply body = transaction("Subject: long body\r\n\r\n" + folded);
+  CHECK(body.code == 250);
+  SmtpReply big = transaction("Subject: big\r\n\r\n" + std::string(1000, 'b') + "\r\n" + [] {
+    std::string lines;
+    for (int i = 0; i < 1200; ++i) {
+      lines += std::string(98, 'x') + "\r\n";
+    }
+    return lines;
+  }());
+  CHECK(big.code == 552);
+  CHECK(big.text() == "5.3.4 Message size exceeds fixed maximum message size");
+  CHECK(client.command("QUIT", deadline).code == 221);
+
+  // Postfix got one message: the refused ones ended with RSET, never DATA.
+  REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
+  auto sessions = waitForMailSessions(
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "rset") >= 2; });
+  CHECK(totalCount(sessions, "mail") == 3);
+  CHECK(totalCount(sessions, "rset") == 2);
+  CHECK(gate.postfix().sink().messageCount() == 1);
+  CHECK_THAT(gate.postfix().sink().messages().front().data, Catch::Contains("long body"));
+}
+
 TEST_CASE("proxy: a backend given by host name is resolved, each address tried in turn",
           "[proxy]") {
   SKIP_WITHOUT_POSTFIX();

@@ -156,7 +156,8 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
   const Row rows[] = {
       {"[proxy]\nlistn = [\"127.0.0.1:25\"]\n", 2, 1,
        "unknown key 'listn' in [proxy]; known keys: listen, backend, xclient, hostname, "
-       "max_message_size, tls_certificate, tls_key, backend_tls, backend_tls_ca_file, "
+       "max_message_size, max_header_size, tls_certificate, tls_key, backend_tls, "
+       "backend_tls_ca_file, "
        "max_recipients, max_errors, "
        "command_timeout, data_timeout, session_lifetime, max_connections, "
        "max_connections_per_ip, max_line_length, bare_newlines, shutdown_grace, "
@@ -192,6 +193,7 @@ TEST_CASE("config: each bad input is reported at file:line:col", "[config]") {
       {"[proxy]\nmax_message_size = 0\n", 2, 20, "bad size 0"},
       {"[proxy]\nmax_message_size = -5\n", 2, 20, "bad size -5"},
       {"[proxy]\nmax_message_size = true\n", 2, 20, "expected a size like \"50M\""},
+      {"[proxy]\nmax_header_size = \"1Q\"\n", 2, 19, "proxy.max_header_size: bad size \"1Q\""},
       {"[proxy]\ntls_certificate = \"/etc/ssl/mx.pem\"\n", 2, 19,
        "proxy.tls_certificate is set but proxy.tls_key is not"},
       {"[proxy]\ntls_key = \"/etc/ssl/mx.key\"\n", 2, 11,

@@ -241,6 +241,47 @@ TEST_CASE("DataFramer: LineTooLong drains to the end", "[proxy][data]") {
   CHECK(frame("..abc\r\n.\r\n", limits).error == DataError::None);
 }
 
+TEST_CASE("DataFramer: HeaderTooBig counts the header section only, and drains", "[proxy][data]") {
+  DataLimits limits;
+  limits.maxHeader = 40;
+  const std::string header20 = "Subject: 0123456789\r\n";  // 21 bytes with its CRLF
+  REQUIRE(header20.size() == 21);
+  const std::string body(5000, 'b');
+
+  // 21 + 19 = 40 bytes of header: at the limit; the body is not counted.
+  CHECK(
+      frame("Subject: 0123456789\r\nX-A: 0123456789\r\n\r\n" + body + "\r\n.\r\n", limits).error ==
+      DataError::None);
+  // Folded continuation lines belong to the header.
+  std::string folded = header20 + " continued here and over\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+  Framed f = frame(folded, limits);
+  CHECK(f.complete);
+  CHECK(f.error == DataError::HeaderTooBig);
+  CHECK(folded.substr(f.consumed) == "QUIT\r\n");
+  CHECK(f.message == header20 + " continued here and over\r\n");  // stops after that line
+  checkSplitInvariance(folded, limits);
+
+  // Obsolete "Name :" is a header field too (RFC 5322 4.5.3).
+  CHECK(frame(header20 + "X-Obsolete : 0123456789\r\n\r\n.\r\n", limits).error ==
+        DataError::HeaderTooBig);
+  // The body may begin without the empty line: at the first line that is no
+  // header field, as Postfix and GMime read it. Such a body is not header.
+  for (std::string start : {"no colon in this line", ": starts with a colon", "two words: x",
+                            "\xC3\xA9t\xC3\xA9: 8-bit name", ".."}) {
+    INFO(visible(start));
+    std::string input = header20 + start + "\r\n" + body + "\r\n.\r\n";
+    CHECK(frame(input, limits).error == DataError::None);
+  }
+  checkSplitInvariance(header20 + "body without the empty line\r\n" + body + "\r\n.\r\n", limits);
+  // BDAT chunks count the same way.
+  DataFramer chunks(limits, Framing::Chunks);
+  StringSink sink;
+  chunks.feed(header20, sink);
+  chunks.feed("X-B: " + std::string(20, 'x') + "\r\n", sink);
+  chunks.finish(sink);
+  CHECK(chunks.error() == DataError::HeaderTooBig);
+}
+
 TEST_CASE("DataFramer: a complete framer consumes nothing more; reset starts over",
           "[proxy][data]") {
   DataFramer framer;
@@ -362,6 +403,8 @@ TEST_CASE("replyFor(DataError)", "[proxy][data]") {
   CHECK(replyFor(DataError::TooBig).line() ==
         "552 5.3.4 Message size exceeds fixed maximum message size");
   CHECK(replyFor(DataError::LineTooLong).line() == "554 5.6.0 Error: message line too long");
+  CHECK(replyFor(DataError::HeaderTooBig).line() ==
+        "552 5.3.4 Error: message header size exceeds limit");
 }
 
 }  // namespace

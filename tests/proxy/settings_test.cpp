@@ -34,6 +34,8 @@ TEST_CASE("settingsFrom: config defaults equal ProxySettings defaults", "[proxy]
   CHECK(fromConfig.maxConnectionsPerIp == defaults.maxConnectionsPerIp);
   CHECK(fromConfig.maxLineLength == defaults.maxLineLength);
   CHECK(fromConfig.maxLineLength == limits::kCommandLineMax);
+  CHECK(fromConfig.maxHeaderSize == defaults.maxHeaderSize);
+  CHECK(fromConfig.maxHeaderSize == limits::kHeaderSizeMax);
   CHECK(fromConfig.bareLines == defaults.bareLines);
   CHECK(fromConfig.shutdownGrace == defaults.shutdownGrace);
   CHECK(fromConfig.backend.connectTimeout == defaults.backend.connectTimeout);
@@ -71,8 +73,10 @@ backend_idle_connections = 0
 backend_idle_time = "9s"
 backend_reuse_time = "10s"
 backend_tls = "verify"
+max_header_size = "64K"
 )"));
   CHECK(s.maxRecipients == 7);
+  CHECK(s.maxHeaderSize == 64 * 1024);
   CHECK(s.maxErrors == 3);
   CHECK(s.commandTimeout == 1s);
   CHECK(s.dataTimeout == 2s);
