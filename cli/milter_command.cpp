@@ -40,19 +40,24 @@ int runMilter(const MilterOptions& options) {
     fmt::print(stderr, "smtpgate milter: --socket {}: {}\n", settings.socket, error);
     return kExitUsage;
   }
-  settings.policy = policyOptionsFor(*loaded, "milter");
   settings.shutdownGrace = loaded->config.proxy.shutdownGrace;
   auto log = openDecisionLog(loaded->config, "smtpgate milter");
   if (!log) {
     return kExitOsError;
   }
   auto watch = startFileWatch(*loaded, SIGUSR2, "smtpgate milter");  // signals blocked above
-  // Only the rules: the milter's other settings are read at start.
-  auto reload = [reloadConfig = reloaderFor(options.config, watch.get())] {
+  // The rules and what the Policy is told ([rules] mode, [dns], [auth],
+  // [dkim]); the socket and the shutdown grace are read at start only.
+  auto reload = [reloadConfig = reloaderFor(options.config,
+                                            watch.get())]() -> std::optional<milter::MilterRules> {
     std::optional<LoadedConfig> fresh = reloadConfig();
-    return fresh ? fresh->rules : nullptr;
+    if (!fresh) {
+      return std::nullopt;
+    }
+    return milter::MilterRules{fresh->rules, policyOptionsFor(*fresh, "milter")};
   };
-  milter::MilterServer server(std::move(settings), loaded->rules, log.get(), reload);
+  milter::MilterServer server(
+      std::move(settings), {loaded->rules, policyOptionsFor(*loaded, "milter")}, log.get(), reload);
   if (!server.open()) {
     return kExitOsError;
   }

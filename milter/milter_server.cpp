@@ -36,7 +36,8 @@ struct MilterServer::Impl {
   ReloadFunction reload;
 
   mutable std::mutex rulesMutex;
-  rules::RuleSetPtr rules;  // guarded by rulesMutex
+  rules::RuleSetPtr rules;         // guarded by rulesMutex
+  policies::PolicyOptions policy;  // guarded by rulesMutex
 
   int listenFd = -1;
   std::string unixPath;  ///< the socket file to remove at exit, if unix
@@ -59,13 +60,14 @@ struct MilterServer::Impl {
   std::atomic<bool> stopping{false};
   std::thread signalThread;
 
-  rules::RuleSetPtr currentRules() const {
+  MilterRules current() const {
     std::lock_guard lock(rulesMutex);
-    return rules;
+    return {rules, policy};
   }
-  void setRules(rules::RuleSetPtr fresh) {
+  void install(MilterRules fresh) {
     std::lock_guard lock(rulesMutex);
-    rules = std::move(fresh);
+    rules = std::move(fresh.rules);
+    policy = std::move(fresh.policy);
   }
   void writeLog(const policies::DecisionRecord& record) const {
     if (log != nullptr && !log->write(record)) {
@@ -73,8 +75,9 @@ struct MilterServer::Impl {
     }
   }
   std::unique_ptr<MilterSession> newSession() {
+    MilterRules now = current();
     return std::make_unique<MilterSession>(
-        currentRules(), settings.policy,
+        std::move(now.rules), std::move(now.policy),
         [this](const policies::DecisionRecord& r) { writeLog(r); });
   }
 
@@ -199,9 +202,10 @@ void MilterServer::Impl::signalLoop() {
         break;
       case SIGHUP:
       case SIGUSR2:
-        if (auto fresh = reload ? reload() : nullptr) {
-          setRules(fresh);
-          fmt::print(stderr, "smtpgate milter: reloaded rules, ruleset {}\n", fresh->hash());
+        if (std::optional<MilterRules> fresh = reload ? reload() : std::nullopt) {
+          const std::string hash = fresh->rules->hash();
+          install(std::move(*fresh));
+          fmt::print(stderr, "smtpgate milter: reloaded rules, ruleset {}\n", hash);
         } else {
           fmt::print(stderr, "smtpgate milter: reload failed, keeping the current rules\n");
         }
@@ -316,11 +320,11 @@ void MilterServer::Impl::drainConnections() {
   }
 }
 
-MilterServer::MilterServer(MilterSettings settings, rules::RuleSetPtr rules,
-                           policies::DecisionLog* log, ReloadFunction reload)
+MilterServer::MilterServer(MilterSettings settings, MilterRules rules, policies::DecisionLog* log,
+                           ReloadFunction reload)
     : impl_(new Impl) {
   impl_->settings = std::move(settings);
-  impl_->rules = std::move(rules);
+  impl_->install(std::move(rules));
   impl_->log = log;
   impl_->reload = std::move(reload);
 }
@@ -382,7 +386,7 @@ int MilterServer::run() {
   impl_->signalThread = std::thread([impl = impl_] { impl->signalLoop(); });
 
   fmt::print(stderr, "smtpgate milter: listening on {}, ruleset {}{}\n", impl_->settings.socket,
-             impl_->currentRules()->hash(), impl_->settings.policy.dryRun ? ", dry-run" : "");
+             impl_->current().rules->hash(), impl_->current().policy.dryRun ? ", dry-run" : "");
   const bool clean = impl_->acceptLoop();
 
   // Stop taking connections, then let the open ones finish.

@@ -13,10 +13,10 @@
 /// Signals, as in the proxy. One thread of ours sigwait()s for them; they are
 /// blocked in every other thread (blockServerSignals() first thing in main,
 /// before any thread is made):
-///   SIGHUP, SIGUSR2  reload the config's rules (a set with errors is
-///            refused and the running one kept; connections keep the rules
-///            they started with). SIGUSR2 is kept from the time libmilter
-///            owned SIGHUP, so existing unit files keep working;
+///   SIGHUP, SIGUSR2  reload the config's rules and the Policy's options
+///            (MilterRules; a set with errors is refused and the running
+///            one kept; connections keep what they started with). SIGUSR2 is kept from the time
+///            libmilter owned SIGHUP, so existing unit files keep working;
 ///   SIGUSR1  reopens the decision log (logrotate);
 ///   SIGTERM, SIGINT  stop accepting, let open connections finish up to the
 ///            shutdown grace, then end them; exit 0.
@@ -65,19 +65,25 @@ namespace smtpgate::milter {
 
 struct MilterSettings {
   std::string socket = "inet:8891@127.0.0.1";  ///< inet:PORT@HOST, inet6:PORT@HOST, unix:/path
-  /// Options of every connection's Policy: dryRun from [rules] mode; the
-  /// DNS resolver and friends once the caller has them.
-  policies::PolicyOptions policy;
   /// Time open connections get to finish after SIGTERM/SIGHUP.
   std::chrono::milliseconds shutdownGrace = std::chrono::seconds(30);
 };
 
-using ReloadFunction = std::function<rules::RuleSetPtr()>;
+/// What a reload puts in force at once for new connections: the rules and
+/// the options of their Policy (mode, DNS, [auth], [dkim]). The socket and
+/// the shutdown grace are read at start only.
+struct MilterRules {
+  rules::RuleSetPtr rules;
+  policies::PolicyOptions policy;
+};
+
+/// Loads the config and rules anew; nullopt (with the reasons reported) on errors.
+using ReloadFunction = std::function<std::optional<MilterRules>()>;
 
 class MilterServer {
  public:
   /// `log` may be null (no decision log); it must outlive the server.
-  MilterServer(MilterSettings settings, rules::RuleSetPtr rules, policies::DecisionLog* log,
+  MilterServer(MilterSettings settings, MilterRules rules, policies::DecisionLog* log,
                ReloadFunction reload);
   ~MilterServer();
   MilterServer(const MilterServer&) = delete;

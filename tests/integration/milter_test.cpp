@@ -421,7 +421,7 @@ TEST_CASE("milter: forged Authentication-Results are removed and ours goes below
   CHECK(findDecision(lines, "data", "deliver") != nullptr);
 }
 
-TEST_CASE("milter: SIGHUP and SIGUSR2 reload the rules", "[milter]") {
+TEST_CASE("milter: SIGHUP and SIGUSR2 reload the rules and the mode", "[milter]") {
   SKIP_WITHOUT_POSTFIX();
   // The config has `watch = false`: only the signal can reload.
   const int signo = GENERATE(SIGHUP, SIGUSR2);
@@ -441,6 +441,28 @@ TEST_CASE("milter: SIGHUP and SIGUSR2 reload the rules", "[milter]") {
   SwaksResult after = send(*gate.postfix, {"--from", "newspam@example.org"});
   INFO(after.transcript);
   CHECK_THAT(after.transcript, Catch::Contains("550 5.7.1 New rule"));
+
+  // The config is read again too: in dry-run the same mail goes through.
+  std::string config = readFile(gate.milter.configPath());
+  const std::string enforce = "mode = \"enforce\"";
+  REQUIRE(config.find(enforce) != std::string::npos);
+  config.replace(config.find(enforce), enforce.size(), "mode = \"dry-run\"");
+  writeFile(gate.milter.configPath(), config);
+  REQUIRE(::kill(gate.milter.process().pid(), signo) == 0);
+  auto reloads = [&] {
+    const std::string log = gate.milter.log();
+    std::size_t count = 0;
+    for (std::size_t at = log.find("reloaded rules"); at != std::string::npos;
+         at = log.find("reloaded rules", at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  REQUIRE(waitFor([&] { return reloads() == 2; }, deadlineIn(kTimeout)));
+  SwaksResult dry = send(*gate.postfix, {"--from", "newspam@example.org"});
+  INFO(dry.transcript);
+  CHECK(dry.exitCode == 0);
+  CHECK_THAT(dry.transcript, !Catch::Contains("550 5.7.1 New rule"));
 }
 
 TEST_CASE("milter: with the milter down, Postfix's milter_default_action applies", "[milter]") {
