@@ -67,6 +67,25 @@ std::optional<Verdict> runFromCache(StageFunction& run) {
 
 }  // namespace
 
+/// The config key (or the fixed limit) behind a DataError, for the decision
+/// log's rule column.
+std::string_view limitName(DataError error) {
+  switch (error) {
+    case DataError::BareLf:
+    case DataError::BareCr:
+      return "bare_newlines";
+    case DataError::TooBig:
+      return "max_message_size";
+    case DataError::LineTooLong:
+      return "message_line_length";
+    case DataError::HeaderTooBig:
+      return "max_header_size";
+    case DataError::None:
+      break;
+  }
+  return {};
+}
+
 /// A message being received: its framer (DATA or BDAT) and where it is held.
 struct HeldMessage {
   HeldMessage(const ProxySettings& settings, std::uint64_t sizeLimit, Framing framing)
@@ -81,13 +100,13 @@ struct HeldMessage {
     return limits;
   }
 
-  /// The reply refusing the message, if its content or its storage failed.
-  [[nodiscard]] std::optional<std::string> refusal() const {
+  /// Why the message is refused, if its content or its storage failed.
+  [[nodiscard]] std::optional<MessageRefusal> refusal() const {
     if (sink.failed()) {
-      return "452 4.3.1 Error: insufficient system storage";
+      return MessageRefusal{{452, {4, 3, 1}, "Error: insufficient system storage"}, "spool"};
     }
     if (framer.error() != DataError::None) {
-      return replyFor(framer.error()).line();
+      return MessageRefusal{replyFor(framer.error()), limitName(framer.error())};
     }
     return std::nullopt;
   }
@@ -568,8 +587,7 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onBdat(const ParsedCommand& comm
     co_return Next::Close;
   }
   if (auto failed = chunks_->refusal()) {
-    co_await resetTransaction();
-    co_return error(*failed);
+    co_return co_await refuseMessage(*failed);
   }
   if (!command.lastChunk) {
     reply(fmt::format("250 2.0.0 Ok: {} bytes", command.chunkSize));
@@ -613,10 +631,20 @@ asio::awaitable<bool> SmtpSession::awaitMessageBytes(
 asio::awaitable<SmtpSession::Next> SmtpSession::deliverHeld(HeldMessage& message) {
   std::string_view whole = message.sink.view();  // maps a spilled message: may fail too
   if (auto refusal = message.refusal()) {
-    co_await resetTransaction();
-    co_return error(*refusal);
+    co_return co_await refuseMessage(*refusal);
   }
   co_return co_await relayMessage(whole);
+}
+
+asio::awaitable<SmtpSession::Next> SmtpSession::refuseMessage(const MessageRefusal& refusal) {
+  Verdict v;
+  v.action = refusal.reply.code / 100 == 4 ? policies::Action::Tempfail : policies::Action::Reject;
+  v.stage = rules::Stage::Data;
+  v.reply = refusal.reply;
+  v.ruleId = refusal.limit;
+  logDecision(v);  // before the reset: the record names the transaction's envelope
+  co_await resetTransaction();
+  co_return error(refusal.reply.line());
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::relayMessage(std::string_view message) {

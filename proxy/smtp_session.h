@@ -47,6 +47,13 @@ struct Peer {
 
 struct HeldMessage;
 
+/// Why a held message is refused: the reply, and the limit that refused it
+/// (a config key such as "max_message_size"), named in the decision log.
+struct MessageRefusal {
+  policies::Reply reply;
+  std::string_view limit;
+};
+
 class SmtpSession {
  public:
   /// `backends`: the pool of the io_context `socket` belongs to. The socket
@@ -89,6 +96,8 @@ class SmtpSession {
   /// The end of a held message: refused if its content or storage failed,
   /// else checked and relayed.
   asio::awaitable<Next> deliverHeld(HeldMessage& message);
+  /// Logs the refusal as a data-stage decision, ends the transaction, replies.
+  asio::awaitable<Next> refuseMessage(const MessageRefusal& refusal);
   /// Why `verb` may not run now (its reply), or nullopt.
   std::optional<std::string_view> outOfOrder(Verb verb) const;
   /// A command that did not parse: its reply; a 521 one (BDAT) closes the session.

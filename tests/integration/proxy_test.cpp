@@ -1311,6 +1311,16 @@ TEST_CASE("proxy: a message over the size or header limit is refused at its end,
   CHECK(totalCount(sessions, "rset") == 2);
   CHECK(gate.postfix().sink().messageCount() == 1);
   CHECK_THAT(gate.postfix().sink().messages().front().data, Catch::Contains("long body"));
+
+  // The decision log names the limit that refused each, with the envelope.
+  auto refused = waitForDecisions(gate.proxy(), [](const json& r) {
+    return r.value("action", "") == "reject" && r.value("stage", "") == "data";
+  });
+  REQUIRE(refused.size() == 2);
+  CHECK(refused[0].value("rule", "") == "max_header_size");
+  CHECK(refused[0].value("reply", "") == "552 5.3.4 Error: message header size exceeds limit");
+  CHECK(refused[0].value("sender", "") == "sender@example.org");
+  CHECK(refused[1].value("rule", "") == "max_message_size");
 }
 
 TEST_CASE("proxy: a backend given by host name is resolved, each address tried in turn",
