@@ -481,7 +481,9 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
     co_return error("503 5.5.1 Error: nested MAIL command");
   }
   if (command.size && sizeLimit_ && *command.size > sizeLimit_) {
-    co_return error("552 5.3.4 Message size exceeds fixed limit");
+    const policies::Reply tooBig{552, {5, 3, 4}, "Message size exceeds fixed limit"};
+    logLimit(rules::Stage::Mail, tooBig, "max_message_size", command.path.address);
+    co_return error(tooBig.line());
   }
   if ((command.smtputf8 && !advertises(extensions_, "SMTPUTF8")) ||
       (command.body == BodyType::EightBitMime && !advertises(extensions_, "8BITMIME")) ||
@@ -521,7 +523,9 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
 asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& command,
                                                        const std::string& line) {
   if (rcpts_ >= settings_.maxRecipients) {
-    reply("452 4.5.3 Error: too many recipients");
+    const policies::Reply tooMany{452, {4, 5, 3}, "Error: too many recipients"};
+    logLimit(rules::Stage::Rcpt, tooMany, "max_recipients", rcptAddress(command));
+    reply(tooMany);
     co_return Next::Continue;
   }
   if (command.path.needsSmtputf8 && !smtputf8_) {
@@ -637,12 +641,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::deliverHeld(HeldMessage& message
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::refuseMessage(const MessageRefusal& refusal) {
-  Verdict v;
-  v.action = refusal.reply.code / 100 == 4 ? policies::Action::Tempfail : policies::Action::Reject;
-  v.stage = rules::Stage::Data;
-  v.reply = refusal.reply;
-  v.ruleId = refusal.limit;
-  logDecision(v);  // before the reset: the record names the transaction's envelope
+  logLimit(rules::Stage::Data, refusal.reply,
+           refusal.limit);  // names the envelope: before the reset
   co_await resetTransaction();
   co_return error(refusal.reply.line());
 }
@@ -863,6 +863,22 @@ void SmtpSession::logDecision(const Verdict& verdict) {
   if (verdict.refuses() || verdict.wouldBe) {
     context_.log(policy_.record(verdict));
   }
+}
+
+void SmtpSession::logLimit(rules::Stage stage, const policies::Reply& reply, std::string_view limit,
+                           std::string_view address) {
+  Verdict v;
+  v.action = reply.code / 100 == 4 ? policies::Action::Tempfail : policies::Action::Reject;
+  v.stage = stage;
+  v.reply = reply;
+  v.ruleId = limit;
+  policies::DecisionRecord record = policy_.record(v);
+  if (stage == rules::Stage::Mail) {
+    record.sender = address;  // the Policy never saw this MAIL FROM
+  } else if (stage == rules::Stage::Rcpt) {
+    record.rcpts = {std::string(address)};
+  }
+  context_.log(record);
 }
 
 void SmtpSession::logDelivery(const Verdict& verdict, std::string queueId, bool replyLost) {

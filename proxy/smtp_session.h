@@ -130,6 +130,11 @@ class SmtpSession {
   Next error(std::string_view line);
   void endTransaction();
   void logDecision(const policies::Verdict& verdict);
+  /// Logs a refusal by a limit rather than a rule like a rule's, `limit`
+  /// (a config key) in the rule column; `address`: the MAIL FROM or RCPT TO
+  /// address refused at those stages.
+  void logLimit(rules::Stage stage, const policies::Reply& reply, std::string_view limit,
+                std::string_view address = {});
   void logDelivery(const policies::Verdict& verdict, std::string queueId, bool replyLost);
   /// Frees this client's connection slot (per IP and global); idempotent.
   void releaseAdmission();

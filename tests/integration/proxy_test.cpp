@@ -1265,15 +1265,26 @@ TEST_CASE("proxy: a refused BDAT's chunk is read and thrown away, never run as c
   CHECK(gate.postfix().sink().messages().empty());
 }
 
-TEST_CASE("proxy: a message over the size or header limit is refused at its end, never delivered",
-          "[proxy]") {
+TEST_CASE("proxy: limits refuse with their replies, never deliver, and are logged", "[proxy]") {
   SKIP_WITHOUT_POSTFIX();
   SmtpgateOptions options;
-  options.proxy = {{"max_message_size", "100000"}, {"max_header_size", "\"2K\""}};
+  options.proxy = {
+      {"max_message_size", "100000"}, {"max_header_size", "\"2K\""}, {"max_recipients", "1"}};
   ProxiedPostfix gate(options);
   auto deadline = deadlineIn(kTimeout);
   SmtpClient client;
   connectAndGreet(client, gate.proxy(), "client.test", deadline);
+
+  // A SIZE= over the limit at MAIL; a recipient past max_recipients.
+  SmtpReply announced = client.command("MAIL FROM:<big@example.org> SIZE=200000", deadline);
+  CHECK(announced.code == 552);
+  CHECK(announced.text() == "5.3.4 Message size exceeds fixed limit");
+  REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
+  REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
+  SmtpReply second = client.command("RCPT TO:<second@example.com>", deadline);
+  CHECK(second.code == 452);
+  CHECK(second.text() == "4.5.3 Error: too many recipients");
+  REQUIRE(client.command("RSET", deadline).code == 250);
   auto transaction = [&](const std::string& message) {
     REQUIRE(client.command("MAIL FROM:<sender@example.org>", deadline).code == 250);
     REQUIRE(client.command("RCPT TO:<user@example.com>", deadline).code == 250);
@@ -1303,12 +1314,14 @@ TEST_CASE("proxy: a message over the size or header limit is refused at its end,
   CHECK(big.text() == "5.3.4 Message size exceeds fixed maximum message size");
   CHECK(client.command("QUIT", deadline).code == 221);
 
-  // Postfix got one message: the refused ones ended with RSET, never DATA.
+  // Postfix got one message: the refused ones ended with RSET, never DATA;
+  // the MAIL with the SIZE over the limit never reached it.
   REQUIRE(gate.postfix().sink().waitForMessages(1, deadline));
   auto sessions = waitForMailSessions(
-      gate.postfix(), [](const auto& lines) { return totalCount(lines, "rset") >= 2; });
-  CHECK(totalCount(sessions, "mail") == 3);
-  CHECK(totalCount(sessions, "rset") == 2);
+      gate.postfix(), [](const auto& lines) { return totalCount(lines, "rset") >= 3; });
+  CHECK(totalCount(sessions, "mail") == 4);
+  CHECK(totalCount(sessions, "rset") == 3);
+  CHECK(gate.postfix().logLines(std::regex("big@example\\.org")).empty());
   CHECK(gate.postfix().sink().messageCount() == 1);
   CHECK_THAT(gate.postfix().sink().messages().front().data, Catch::Contains("long body"));
 
@@ -1321,6 +1334,18 @@ TEST_CASE("proxy: a message over the size or header limit is refused at its end,
   CHECK(refused[0].value("reply", "") == "552 5.3.4 Error: message header size exceeds limit");
   CHECK(refused[0].value("sender", "") == "sender@example.org");
   CHECK(refused[1].value("rule", "") == "max_message_size");
+  auto atMail = waitForDecisions(gate.proxy(), [](const json& r) {
+    return r.value("stage", "") == "mail" && r.value("rule", "") == "max_message_size";
+  });
+  REQUIRE(atMail.size() == 1);
+  CHECK(atMail[0].value("action", "") == "reject");
+  CHECK(atMail[0].value("sender", "") == "big@example.org");
+  auto atRcpt = waitForDecisions(gate.proxy(), [](const json& r) {
+    return r.value("stage", "") == "rcpt" && r.value("rule", "") == "max_recipients";
+  });
+  REQUIRE(atRcpt.size() == 1);
+  CHECK(atRcpt[0].value("action", "") == "tempfail");
+  CHECK(atRcpt[0].value("rcpts", json::array()) == json::array({"second@example.com"}));
 }
 
 TEST_CASE("proxy: a backend given by host name is resolved, each address tried in turn",
