@@ -182,6 +182,20 @@ std::string formatRfc3339Millis(std::chrono::system_clock::time_point time) {
   return buf;
 }
 
+bool refusedByLimit(const DecisionRecord& record) {
+  using namespace limit_rule;
+  if (!record.ruleWhere.empty()) {
+    return false;  // a rule of the admin's, whatever its name
+  }
+  for (std::string_view limit : {kMaxMessageSize, kMaxHeaderSize, kMaxRecipients, kBareNewlines,
+                                 kMessageLineLength, kSpool}) {
+    if (record.rule == limit) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string toJsonLine(const DecisionRecord& r) {
   Flags flags;
   Json j;

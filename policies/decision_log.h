@@ -103,6 +103,21 @@ inline constexpr std::size_t kMaxListItems = 1000;
 /// The record as exactly one line of JSON, without the trailing newline.
 std::string toJsonLine(const DecisionRecord& record);
 
+/// The `rule` of a line that records a refusal by one of the proxy's limits
+/// rather than by a rule: the limit's config key (or, for limits without
+/// one, its name). Such lines have no `rule_where`.
+namespace limit_rule {
+inline constexpr std::string_view kMaxMessageSize = "max_message_size";
+inline constexpr std::string_view kMaxHeaderSize = "max_header_size";
+inline constexpr std::string_view kMaxRecipients = "max_recipients";
+inline constexpr std::string_view kBareNewlines = "bare_newlines";
+inline constexpr std::string_view kMessageLineLength = "message_line_length";
+inline constexpr std::string_view kSpool = "spool";
+}  // namespace limit_rule
+
+/// True if `record` is a refusal by one of those limits, not by a rule.
+bool refusedByLimit(const DecisionRecord& record);
+
 /// RFC 3339 UTC with milliseconds: "2026-11-23T09:01:02.345Z".
 std::string formatRfc3339Millis(std::chrono::system_clock::time_point time);
 

@@ -269,7 +269,9 @@ bool SessionReplay::rcpts(const LogEntry& line) {
       return false;
     }
   }
-  if (r.stage == "rcpt" && !r.rcpts.empty()) {
+  // A recipient refused by a limit (max_recipients) never reached the rules,
+  // and the limit would refuse it again whatever they say.
+  if (r.stage == "rcpt" && !r.rcpts.empty() && !refusedByLimit(r)) {
     return rcpt(line, r.rcpts.front(), outcomeOf(line));
   }
   return true;

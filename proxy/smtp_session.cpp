@@ -73,13 +73,13 @@ std::string_view limitName(DataError error) {
   switch (error) {
     case DataError::BareLf:
     case DataError::BareCr:
-      return "bare_newlines";
+      return policies::limit_rule::kBareNewlines;
     case DataError::TooBig:
-      return "max_message_size";
+      return policies::limit_rule::kMaxMessageSize;
     case DataError::LineTooLong:
-      return "message_line_length";
+      return policies::limit_rule::kMessageLineLength;
     case DataError::HeaderTooBig:
-      return "max_header_size";
+      return policies::limit_rule::kMaxHeaderSize;
     case DataError::None:
       break;
   }
@@ -103,7 +103,8 @@ struct HeldMessage {
   /// Why the message is refused, if its content or its storage failed.
   [[nodiscard]] std::optional<MessageRefusal> refusal() const {
     if (sink.failed()) {
-      return MessageRefusal{{452, {4, 3, 1}, "Error: insufficient system storage"}, "spool"};
+      return MessageRefusal{{452, {4, 3, 1}, "Error: insufficient system storage"},
+                            policies::limit_rule::kSpool};
     }
     if (framer.error() != DataError::None) {
       return MessageRefusal{replyFor(framer.error()), limitName(framer.error())};
@@ -482,7 +483,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onMail(const ParsedCommand& comm
   }
   if (command.size && sizeLimit_ && *command.size > sizeLimit_) {
     const policies::Reply tooBig{552, {5, 3, 4}, "Message size exceeds fixed limit"};
-    logLimit(rules::Stage::Mail, tooBig, "max_message_size", command.path.address);
+    logLimit(rules::Stage::Mail, tooBig, policies::limit_rule::kMaxMessageSize,
+             command.path.address);
     co_return error(tooBig.line());
   }
   if ((command.smtputf8 && !advertises(extensions_, "SMTPUTF8")) ||
@@ -524,7 +526,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::onRcpt(const ParsedCommand& comm
                                                        const std::string& line) {
   if (rcpts_ >= settings_.maxRecipients) {
     const policies::Reply tooMany{452, {4, 5, 3}, "Error: too many recipients"};
-    logLimit(rules::Stage::Rcpt, tooMany, "max_recipients", rcptAddress(command));
+    logLimit(rules::Stage::Rcpt, tooMany, policies::limit_rule::kMaxRecipients,
+             rcptAddress(command));
     reply(tooMany);
     co_return Next::Continue;
   }

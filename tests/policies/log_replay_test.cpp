@@ -314,6 +314,39 @@ TEST_CASE("replay: recipients the backend refused stay out of rcpt.count", "[rep
   CHECK(s.changes[0].kind == ReplayKind::NewlyRefused);
 }
 
+TEST_CASE("replay: a recipient refused by max_recipients is not judged by the rules", "[replay]") {
+  auto none =
+      testing::loadRules("rule nothing on connect when client.ip == 198.51.100.1 then reject\n");
+  // Live: x passes the rules, y meets the proxy's max_recipients (logged as
+  // SmtpSession::logLimit does), the message with x is delivered.
+  Policy p(none, "L1", {false, "proxy"});
+  p.onConnect({*rules::IpAddress::parse("192.0.2.1"), 40000, 25});
+  p.onHelo("h.example");
+  p.onMail("s@example.org");
+  REQUIRE_FALSE(p.onRcpt("x@our.example").refuses());
+  Verdict limit;
+  limit.action = Action::Tempfail;
+  limit.stage = Stage::Rcpt;
+  limit.reply = Reply{452, {4, 5, 3}, "Error: too many recipients"};
+  limit.ruleId = limit_rule::kMaxRecipients;
+  DecisionRecord limited = p.record(limit);
+  limited.rcpts = {"y@our.example"};
+  CHECK(refusedByLimit(limited));
+  Verdict delivered = p.onEndOfData(kMessage);
+  DecisionRecord delivery = p.record(delivered);
+  delivery.action = "deliver";
+  const std::vector<LogEntry> lines = {entryOf(limited), entryOf(delivery)};
+
+  // A candidate that refuses y changes nothing: the limit refused it first.
+  auto refusesY =
+      testing::loadRules("rule no-y on rcpt when rcpt == \"y@our.example\" then reject\n");
+  CHECK(replay(refusesY, lines).get("L1").kind == ReplayKind::Unchanged);
+  // A rule of the admin's that happens to have a limit's name is a rule.
+  DecisionRecord named = limited;
+  named.ruleWhere = "local.rules:3";
+  CHECK_FALSE(refusedByLimit(named));
+}
+
 TEST_CASE("replay: facts the log lacks make a session undecidable, recorded ones decide",
           "[replay]") {
   auto base = testing::loadRules(kBase);
