@@ -56,9 +56,9 @@ policies::PolicyOptions policyOptionsFor(const LoadedConfig& loaded, std::string
 
 namespace {
 
-/// Points `watch` at the config file, the files the rules were read from and
-/// the `rules.files` globs (a new matching file is a change); after a failed
-/// load, also at every file a diagnostic names.
+/// Points `watch` at the config file, the files the rules were read from,
+/// the proxy's TLS files and the `rules.files` globs (a new matching file is
+/// a change); after a failed load, also at every file a diagnostic names.
 void watchFilesOf(policies::FileWatch& watch, const LoadedConfig* loaded,
                   const std::string& configPath, const rules::Diagnostics& diags) {
   std::set<std::string> files;
@@ -72,6 +72,15 @@ void watchFilesOf(policies::FileWatch& watch, const LoadedConfig* loaded,
     }
     if (loaded->rules) {
       files.insert(loaded->rules->sources().begin(), loaded->rules->sources().end());
+    }
+    // The proxy reads its certificates on reload too: a renewed one (certbot
+    // swaps the files or their symlinks) is live without a signal.
+    const policies::ProxyConfig& proxy = loaded->config.proxy;
+    for (const std::string& tlsFile :
+         {proxy.tlsCertificate, proxy.tlsKey, proxy.backendTlsCaFile}) {
+      if (!tlsFile.empty()) {
+        files.insert(std::filesystem::absolute(tlsFile).string());
+      }
     }
     patterns = loaded->config.rules.files;
   }

@@ -308,6 +308,30 @@ TEST_CASE("reload: SIGHUP puts the whole config in force for new sessions, certi
   }
 }
 
+TEST_CASE("reload: a renewed certificate is live without a signal (file watch)",
+          "[proxy][reload][metrics]") {
+  SKIP_WITHOUT_SMTP_SINK();
+  SmtpSink sink;
+  sink.start();
+  const std::uint16_t metricsPort = freePort();
+  SmtpgateOptions options = withOldRules(sink, metricsPort);
+  options.tls = true;
+  options.hostname = "first.test";
+  SmtpgateProcess proxy(options);
+  proxy.start();
+  REQUIRE_FALSE(
+      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
+  CHECK_THAT(presentedCertificate(proxy), Catch::Contains("first.test"));
+
+  // As a renewal does: a new pair in place of the old, the config untouched.
+  const std::string newKey = proxy.keyPath() + ".new";
+  makeTestCertificate(proxy.certificatePath(), newKey, "renewed.test");
+  REQUIRE(std::rename(newKey.c_str(), proxy.keyPath().c_str()) == 0);
+  CHECK(
+      waitFor([&] { return presentedCertificate(proxy).find("renewed.test") != std::string::npos; },
+              deadlineIn(kTimeout)));
+}
+
 TEST_CASE("metrics: the endpoint answers only GET /metrics", "[proxy][metrics]") {
   const std::uint16_t metricsPort = freePort();
   SmtpgateOptions options;

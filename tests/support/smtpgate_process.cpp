@@ -74,7 +74,7 @@ void SmtpgateProcess::reload() {
 void SmtpgateProcess::reconfigure(SmtpgateOptions options) {
   options_ = std::move(options);
   if (options_.tls) {
-    makeTestCertificate(certificatePath(), dir_.file("key.pem"), options_.hostname);
+    makeTestCertificate(certificatePath(), keyPath(), options_.hostname);
   }
   writeFiles();
   reload();
@@ -89,7 +89,7 @@ void SmtpgateProcess::writeFiles() const {
   config += "hostname = " + tomlString(options_.hostname) + "\n";
   if (options_.tls) {
     config += "tls_certificate = " + tomlString(certificatePath()) + "\n";
-    config += "tls_key = " + tomlString(dir_.file("key.pem")) + "\n";
+    config += "tls_key = " + tomlString(keyPath()) + "\n";
   }
   for (const auto& [key, value] : options_.proxy) {
     config += key + " = " + value + "\n";
@@ -135,7 +135,7 @@ void SmtpgateProcess::start() {
     throw std::runtime_error("SmtpgateProcess::start: already started");
   }
   if (options_.tls) {
-    makeTestCertificate(certificatePath(), dir_.file("key.pem"), options_.hostname);
+    makeTestCertificate(certificatePath(), keyPath(), options_.hostname);
   }
   for (int attempt = 0; attempt < kBindAttempts; ++attempt) {
     if (startOn(freePort())) {

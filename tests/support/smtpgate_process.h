@@ -86,6 +86,7 @@ class SmtpgateProcess {
   /// The decision log's lines so far (one JSON object each).
   std::vector<std::string> decisionLines() const;
   std::string certificatePath() const { return dir_.file("cert.pem"); }
+  std::string keyPath() const { return dir_.file("key.pem"); }
   /// The proxy's stdout and stderr.
   std::string log() const;
 
