@@ -65,8 +65,6 @@ std::optional<Verdict> runFromCache(StageFunction& run) {
   }
 }
 
-}  // namespace
-
 /// The config key (or the fixed limit) behind a DataError, for the decision
 /// log's rule column.
 std::string_view limitName(DataError error) {
@@ -85,6 +83,8 @@ std::string_view limitName(DataError error) {
   }
   return {};
 }
+
+}  // namespace
 
 /// A message being received: its framer (DATA or BDAT) and where it is held.
 struct HeldMessage {
@@ -644,8 +644,8 @@ asio::awaitable<SmtpSession::Next> SmtpSession::deliverHeld(HeldMessage& message
 }
 
 asio::awaitable<SmtpSession::Next> SmtpSession::refuseMessage(const MessageRefusal& refusal) {
-  logLimit(rules::Stage::Data, refusal.reply,
-           refusal.limit);  // names the envelope: before the reset
+  // Logged before the reset, so that the line names the envelope.
+  logLimit(rules::Stage::Data, refusal.reply, refusal.limit);
   co_await resetTransaction();
   co_return error(refusal.reply.line());
 }
