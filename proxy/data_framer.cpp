@@ -69,9 +69,6 @@ void DataFramer::reset() {
   lineLength_ = 0;
   inHeader_ = true;
   headerBytes_ = 0;
-  lineKind_ = LineKind::Unknown;
-  fieldName_ = false;
-  spaceAfterName_ = false;
   out_.clear();
 }
 
@@ -200,34 +197,13 @@ void DataFramer::lineEnd() {
 }
 
 void DataFramer::countHeaderLine() {
-  if (lineLength_ == 0 || lineKind_ != LineKind::Header) {
-    inHeader_ = false;  // the empty line, or the body began without one
+  if (lineLength_ == 0) {
+    inHeader_ = false;  // the empty line: the body follows
     return;
   }
   headerBytes_ += lineLength_ + 2;
   if (headerBytes_ > limits_.maxHeader) {
     fail(DataError::HeaderTooBig);
-  }
-  lineKind_ = LineKind::Unknown;
-  fieldName_ = false;
-  spaceAfterName_ = false;
-}
-
-void DataFramer::classify(std::string_view bytes) {
-  for (std::size_t i = 0; i < bytes.size() && lineKind_ == LineKind::Unknown; ++i) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    const bool wsp = c == ' ' || c == '\t';
-    if (wsp && lineLength_ + i == 0) {
-      lineKind_ = LineKind::Header;  // folded: a continuation of the field before
-    } else if (c == ':') {
-      lineKind_ = fieldName_ ? LineKind::Header : LineKind::Body;
-    } else if (wsp && fieldName_) {
-      spaceAfterName_ = true;
-    } else if (c > ' ' && c < 127 && !spaceAfterName_) {
-      fieldName_ = true;
-    } else {
-      lineKind_ = LineKind::Body;
-    }
   }
 }
 
@@ -241,9 +217,6 @@ void DataFramer::emit(std::string_view bytes) {
   std::size_t lineRoom = limits_.maxLine - lineLength_;
   std::size_t n =
       static_cast<std::size_t>(std::min<std::uint64_t>({bytes.size(), sizeRoom, lineRoom}));
-  if (inHeader_ && lineKind_ == LineKind::Unknown) {
-    classify(bytes.substr(0, n));
-  }
   out_.append(bytes.substr(0, n));
   bytesOut_ += n;
   lineLength_ += n;

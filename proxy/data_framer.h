@@ -32,11 +32,11 @@
 /// Limits (DataLimits): maxSize bytes of message (after unstuffing, CRLF line
 /// ends: the RFC 1870 SIZE measure) → TooBig; maxLine bytes on one line →
 /// LineTooLong; maxHeader bytes of header section → HeaderTooBig, seen at the
-/// end of the header line that crosses it. The header section ends at the
-/// empty line, or, as Postfix's cleanup and GMime read it, at the first line
-/// that is neither a header field ("Name:", RFC 5322 2.2, obsolete spaces
-/// before the colon allowed) nor a folded continuation (leading WSP): a
-/// message without the empty line is not all header.
+/// end of the header line that crosses it. The header section is every line
+/// up to the empty line (RFC 5322 2.1), whatever the lines look like: GMime,
+/// whose parse the data-stage rules read, takes them all as header fields
+/// (a line without a colon becomes an "X-Invalid-Header"), so that is the
+/// amount this limit bounds.
 ///
 /// BDAT chunks (RFC 3030, Framing::Chunks): the same line-end rules and
 /// limits, but no dot-stuffing and no terminator: the session knows each
@@ -132,13 +132,7 @@ class DataFramer {
     Cr,         ///< a CR inside a line
   };
 
-  /// What the current line is, while the header section lasts.
-  enum class LineKind { Unknown, Header, Body };
-
   void step(char c);
-  /// Reads `bytes`, more of the current line, until it is known to be a
-  /// header line (field or continuation) or not.
-  void classify(std::string_view bytes);
   /// At a line end: the header section grows by the line, or ends.
   void countHeaderLine();
   void midLine(char c);
@@ -159,12 +153,9 @@ class DataFramer {
   std::uint64_t bytesIn_ = 0;
   std::uint64_t bytesOut_ = 0;
   std::size_t lineLength_ = 0;
-  bool inHeader_ = true;
+  bool inHeader_ = true;  ///< no empty line yet
   std::uint64_t headerBytes_ = 0;
-  LineKind lineKind_ = LineKind::Unknown;
-  bool fieldName_ = false;       ///< the line began with field-name characters
-  bool spaceAfterName_ = false;  ///< and then WSP (obsolete "Name :")
-  std::string out_;              ///< output of the current feed, not yet in the sink
+  std::string out_;  ///< output of the current feed, not yet in the sink
 };
 
 /// The one reply for each error, e.g. "552 5.3.4 Message size exceeds fixed

@@ -28,7 +28,7 @@ inline constexpr std::size_t kRecipientsMax = 1000;
 inline constexpr std::uint64_t kMessageSizeMax = 10'240'000;
 
 /// Largest header section of a message: its lines, CRLFs included, up to the
-/// empty line (or the first line that is no header field) that ends it. The
+/// empty line that ends it. The
 /// data-stage rules parse and match every header, so this bounds their work
 /// however the message is built. Postfix has no total: it cuts each header
 /// at header_size_limit = 102400; Exim refuses past header_maxsize = 1M.
