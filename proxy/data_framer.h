@@ -34,9 +34,8 @@
 /// LineTooLong; maxHeader bytes of header section → HeaderTooBig, seen at the
 /// end of the header line that crosses it. The header section is every line
 /// up to the empty line (RFC 5322 2.1), whatever the lines look like: GMime,
-/// whose parse the data-stage rules read, takes them all as header fields
-/// (a line without a colon becomes an "X-Invalid-Header"), so that is the
-/// amount this limit bounds.
+/// whose parse the data-stage rules read, reads on through a line without a
+/// colon to the empty line, so that is the amount this limit bounds.
 ///
 /// BDAT chunks (RFC 3030, Framing::Chunks): the same line-end rules and
 /// limits, but no dot-stuffing and no terminator: the session knows each
