@@ -1,9 +1,9 @@
 // Fuzz target: DataFramer and DotStuffer. The first byte picks the limits
 // (size, line, header), the bare-line policy and the framing (DATA or BDAT
-// chunks); the rest is the client's bytes. Invariants: the same result however the input is chunked;
-// output bounded by maxSize; nothing consumed after the terminator (DATA),
-// everything consumed (BDAT); and a message framed without error, dot-stuffed
-// and framed again as DATA comes back identical, as exactly one message.
+// chunks); the rest is the client's bytes. Invariants: the same result however the input is
+// chunked; output bounded by maxSize; nothing consumed after the terminator (DATA), everything
+// consumed (BDAT); and a message framed without error, dot-stuffed and framed again as DATA comes
+// back identical, as exactly one message.
 
 #include <string>
 

@@ -59,6 +59,19 @@ std::string waitForMetric(std::uint16_t port, const std::string& pattern) {
   return found;
 }
 
+/// Waits until the metrics count `n` reloads with `result` ("ok" or "failed").
+bool reloadsCounted(std::uint16_t metricsPort, const std::string& result, int n) {
+  return !waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result=")" + result +
+                                         R"("\} )" + std::to_string(n))
+              .empty();
+}
+
+/// Starts `proxy` and waits until its metrics endpoint answers.
+void startServing(SmtpgateProcess& proxy, std::uint16_t metricsPort) {
+  proxy.start();
+  REQUIRE(reloadsCounted(metricsPort, "ok", 0));
+}
+
 /// A proxy in front of `sink` with the old rules and metrics on `metricsPort`.
 SmtpgateOptions withOldRules(const SmtpSink& sink, std::uint16_t metricsPort) {
   SmtpgateOptions options;
@@ -88,19 +101,15 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
   SmtpgateOptions options = withOldRules(sink, metricsPort);
   options.watchRules = false;  // only the signal reloads here
   SmtpgateProcess proxy(options);
-  proxy.start();
+  startServing(proxy, metricsPort);
   auto deadline = deadlineIn(kTimeout);
-
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
 
   SmtpClient before;  // opened under the old rules
   startTransaction(before, proxy, deadline);
 
   writeFile(proxy.rulesPath(), kNewRules);
   proxy.reload();
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+  REQUIRE(reloadsCounted(metricsPort, "ok", 1));
 
   SECTION("the open session finishes on the old rules") {
     SmtpReply a = before.command("RCPT TO:<a@example.com>", deadline);
@@ -121,8 +130,7 @@ TEST_CASE("reload: new sessions get the new rules, open ones keep theirs, broken
   SECTION("a broken rule file is refused and the new rules stay") {
     writeFile(proxy.rulesPath(), kBrokenRules);
     proxy.reload();
-    REQUIRE_FALSE(
-        waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+    REQUIRE(reloadsCounted(metricsPort, "failed", 1));
     CHECK_THAT(proxy.log(),
                Catch::Contains("test.rules:1:") &&
                    Catch::Contains("reload failed, keeping the current config and rules"));
@@ -142,10 +150,8 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
   const std::uint16_t metricsPort = freePort();
   SmtpgateOptions options = withOldRules(sink, metricsPort);
   SmtpgateProcess proxy(options);
-  proxy.start();
+  startServing(proxy, metricsPort);
   auto deadline = deadlineIn(kTimeout);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
 
   SmtpClient before;
   startTransaction(before, proxy, deadline);
@@ -154,8 +160,7 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
   const std::string temporary = proxy.rulesPath() + ".tmp";
   writeFile(temporary, kNewRules);
   REQUIRE(std::rename(temporary.c_str(), proxy.rulesPath().c_str()) == 0);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+  REQUIRE(reloadsCounted(metricsPort, "ok", 1));
 
   SmtpReply a = before.command("RCPT TO:<a@example.com>", deadline);
   CHECK(a.code == 550);
@@ -169,8 +174,7 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
 
   // Written in place and broken: refused, the new rules stay.
   writeFile(proxy.rulesPath(), kBrokenRules);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+  REQUIRE(reloadsCounted(metricsPort, "failed", 1));
   CHECK_THAT(proxy.log(), Catch::Contains("test.rules:1:"));
   {
     SmtpClient later;
@@ -180,8 +184,7 @@ TEST_CASE("reload: a saved rule file is live without a signal (file watch)",
 
   // Fixed again: still watched after the failure, live again.
   writeFile(proxy.rulesPath(), kOldRules);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 2)").empty());
+  REQUIRE(reloadsCounted(metricsPort, "ok", 2));
   SmtpClient fixed;
   startTransaction(fixed, proxy, deadline);
   CHECK(fixed.command("RCPT TO:<a@example.com>", deadline).code == 550);
@@ -232,10 +235,8 @@ TEST_CASE("reload: SIGHUP puts the whole config in force for new sessions, certi
   // before the next session is even accepted.
   options.proxy = {{"max_recipients", "1"}, {"threads", "1"}};
   SmtpgateProcess proxy(options);
-  proxy.start();
+  startServing(proxy, metricsPort);
   auto deadline = deadlineIn(kTimeout);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
   CHECK_THAT(presentedCertificate(proxy), Catch::Contains("before.test"));
 
   SmtpClient before;  // opened under the first config
@@ -247,8 +248,7 @@ TEST_CASE("reload: SIGHUP puts the whole config in force for new sessions, certi
   options.hostname = "after.test";
   options.proxy = {{"max_recipients", "2"}, {"threads", "3"}};
   proxy.reconfigure(options);
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 1)").empty());
+  REQUIRE(reloadsCounted(metricsPort, "ok", 1));
   CHECK_THAT(proxy.log(), Catch::Contains("[proxy] threads changed; it takes a restart to apply"));
 
   SECTION("the open session finishes on the first config, through the first backend") {
@@ -297,8 +297,7 @@ TEST_CASE("reload: SIGHUP puts the whole config in force for new sessions, certi
                      {"tls_certificate", "\"" + proxy.certificatePath() + "\""},
                      {"tls_key", "\"" + proxy.certificatePath() + ".key\""}};
     proxy.reconfigure(options);
-    REQUIRE_FALSE(
-        waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="failed"\} 1)").empty());
+    REQUIRE(reloadsCounted(metricsPort, "failed", 1));
     CHECK_THAT(proxy.log(), Catch::Contains("TLS certificate " + proxy.certificatePath()) &&
                                 Catch::Contains("reload failed, keeping the current config"));
     SmtpClient later;
@@ -318,9 +317,7 @@ TEST_CASE("reload: a renewed certificate is live without a signal (file watch)",
   options.tls = true;
   options.hostname = "first.test";
   SmtpgateProcess proxy(options);
-  proxy.start();
-  REQUIRE_FALSE(
-      waitForMetric(metricsPort, R"(smtpgate_rules_reloads_total\{result="ok"\} 0)").empty());
+  startServing(proxy, metricsPort);
   CHECK_THAT(presentedCertificate(proxy), Catch::Contains("first.test"));
 
   // As a renewal does: a new pair in place of the old, the config untouched.
